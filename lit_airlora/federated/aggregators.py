@@ -1,0 +1,105 @@
+"""Pluggable aggregators (chosen in YAML by ``class_path``).
+
+An aggregator decides which LoRA tensors clients train and send (``trainable``), and how the
+server combines uploads. All aggregators here are linear: ``partial_sums`` over one rank's uploads,
+a sum over ranks (``reduce``), then ``finalize``. Over-the-air aggregation needs exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from lit_airlora.federated.aggregation import safe_divide, weighted_sum
+from lit_airlora.federated.upload import Upload
+
+WEIGHT_KEY = "__weight__"
+Reduce = Callable[[dict[str, Tensor]], dict[str, Tensor]]
+
+
+def identity_reduce(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The reduce of a single process."""
+    return sums
+
+
+class Aggregator:
+    """FedAvg of A and B separately (FedIT; Zhang et al., ICASSP 2024).
+
+    The server update is the data-size weighted mean of the clients' updates of each factor.
+    Entries a client did not send (sparsified or beyond its rank) count as zero.
+    """
+
+    #: The aggregate is a linear function of the uploads (it can be computed over the air).
+    is_linear: bool = True
+
+    def trainable(self, name: str) -> bool:
+        """Whether clients train and send the LoRA tensor ``name`` (``"<module>.lora_A"``)."""
+        return True
+
+    def partial_sums(
+        self, uploads: Sequence[Upload], template: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """This rank's share: ``sum_k w_k x_k`` per sent tensor and the weight ``sum_k w_k``."""
+        names = [n for n in template if self.trainable(n)]
+        if not uploads:
+            sums = {n: torch.zeros_like(template[n], dtype=torch.float32) for n in names}
+        else:
+            weights = [u.weight for u in uploads]
+            sums = weighted_sum([u.tensors for u in uploads], weights, names)
+        total = float(sum(u.weight for u in uploads))
+        device = next(iter(template.values())).device
+        sums[WEIGHT_KEY] = torch.tensor(total, dtype=torch.float64, device=device)
+        return sums
+
+    def finalize(self, sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The aggregate update from the all-reduced sums."""
+        total = sums[WEIGHT_KEY]
+        return {n: safe_divide(t, total.expand_as(t)) for n, t in sums.items() if n != WEIGHT_KEY}
+
+    def aggregate(
+        self,
+        uploads: Sequence[Upload],
+        template: Mapping[str, Tensor],
+        reduce: Reduce = identity_reduce,
+    ) -> dict[str, Tensor]:
+        """Partial sums, reduce over ranks, finalize."""
+        return self.finalize(reduce(self.partial_sums(uploads, template)))
+
+
+class FedIT(Aggregator):
+    """FedIT: FedAvg of the A and B factors separately (the default)."""
+
+
+class FFALoRA(Aggregator):
+    """FFA-LoRA (Sun et al., ICLR 2024): A stays frozen at its random init; only B is trained
+    and sent, so the average of B is the exact average of the clients' ``B A``."""
+
+    def trainable(self, name: str) -> bool:
+        return name.endswith("lora_B")
+
+
+class HetLoRA(Aggregator):
+    """HetLoRA-style aggregation of heterogeneous ranks (Cho et al., EMNLP 2024).
+
+    Clients of lower rank send zero-padded factors; each entry is averaged over the clients that
+    sent it (weights ``w_k`` times the client's sent mask), so low-rank clients do not dilute the
+    high-rank components they never trained.
+    """
+
+    def partial_sums(
+        self, uploads: Sequence[Upload], template: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        sums = super().partial_sums(uploads, template)
+        names = [n for n in template if self.trainable(n)]
+        for name in names:
+            count = torch.zeros_like(template[name], dtype=torch.float32)
+            for upload in uploads:
+                count.add_(upload.sent_mask(name).to(torch.float32), alpha=upload.weight)
+            sums[f"{name}{WEIGHT_KEY}"] = count
+        return sums
+
+    def finalize(self, sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        names = [n for n in sums if not n.endswith(WEIGHT_KEY)]
+        return {n: safe_divide(sums[n], sums[f"{n}{WEIGHT_KEY}"]) for n in names}

@@ -1,0 +1,117 @@
+"""Virtual clients on one base model: swap adapter tensors and optimizer state, build uploads."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lit_airlora.federated.upload import Upload, active_rank_mask
+from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
+
+
+class ClientTrainer:
+    """Runs the clients of a round in turn on the module's single model.
+
+    A client starts from the global adapter (capped to its rank, if heterogeneous), trains, and
+    leaves an upload (its update, masked to its active ranks). Only adapter tensors and,
+    optionally, optimizer state are swapped; the base model is shared.
+
+    Args:
+        module: The ``FederatedLoRAModule`` (its model, masks, optimizer, global adapter).
+        client_ranks: Optional per-client rank caps (client ``k`` uses entry ``k % len``).
+        keep_optimizer_state: Keep each client's optimizer state across rounds.
+    """
+
+    def __init__(self, module, client_ranks: list[int] | None, keep_optimizer_state: bool):
+        self.module = module
+        self.client_ranks = list(client_ranks or [])
+        self.keep_optimizer_state = keep_optimizer_state
+        self.optimizer_states: dict[int, dict] = {}
+        self.start_round()
+
+    def start_round(self) -> None:
+        self.client: int | None = None
+        self.weight = 0.0
+        self.uploads: list[Upload] = []
+        self.global_ranks = self.module.ranks
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.entropy_sum, self.entropy_count = 0.0, 0
+
+    def switch_to(self, client_id: int, weight: float) -> None:
+        """Start ``client_id`` (finishing the previous client) unless it is already running."""
+        if client_id == self.client:
+            return
+        if self.client is not None:
+            self._finish_client()
+        self.client, self.weight = client_id, weight
+        module = self.module
+        load_adapter_tensors(module.lora_layers, module.global_adapter)
+        module.rank_masks.set_ranks(self.client_rank_map(client_id), truncate="none")
+        optimizer = module.optimizers().optimizer
+        optimizer.state.clear()
+        if self.keep_optimizer_state and client_id in self.optimizer_states:
+            _load_optimizer_state(optimizer, self.optimizer_states[client_id])
+
+    def client_rank_map(self, client_id: int) -> dict[str, int]:
+        if not self.client_ranks:
+            return dict(self.global_ranks)
+        cap = self.client_ranks[client_id % len(self.client_ranks)]
+        return {name: min(rank, cap) for name, rank in self.global_ranks.items()}
+
+    def observe_loss(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.loss_count += 1
+
+    def observe_batch(self, input_ids: torch.Tensor) -> None:
+        """Token entropy of the batch (normalised by log vocabulary size), as AirLLM observes."""
+        counts = torch.bincount(input_ids.flatten()).double()
+        p = counts[counts > 0] / counts.sum()
+        vocab = max(len(self.module.tokenizer), 2)
+        self.entropy_sum += float(-(p * p.log()).sum() / math.log(vocab))
+        self.entropy_count += 1
+
+    def token_entropy(self) -> float:
+        return self.entropy_sum / max(self.entropy_count, 1)
+
+    def finish_round(self) -> list[Upload]:
+        """Finish the last client and restore the global ranks; returns this rank's uploads."""
+        if self.client is not None:
+            self._finish_client()
+        self.module.rank_masks.set_ranks(self.global_ranks, truncate="none")
+        self.client = None
+        return self.uploads
+
+    def _finish_client(self) -> None:
+        module = self.module
+        ranks = dict(module.rank_masks.ranks)
+        local = adapter_tensors(module.lora_layers)
+        tensors = {}
+        for name, value in local.items():
+            if module.aggregator.trainable(name):
+                delta = value - module.global_adapter[name]
+                tensors[name] = delta * active_rank_mask(name, delta, ranks)
+        self.uploads.append(Upload(self.client, tensors, ranks, self.weight))
+        if self.keep_optimizer_state:
+            self.optimizer_states[self.client] = _optimizer_state(module.optimizers().optimizer)
+
+    def state_dict(self) -> dict:
+        return {"optimizer_states": self.optimizer_states}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer_states = dict(state["optimizer_states"])
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """Detached CPU copy of the per-parameter state (tensors and builtins only)."""
+    state = optimizer.state_dict()["state"]
+    return {
+        int(k): {n: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for n, v in s.items()}
+        for k, s in state.items()
+    }
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    full = optimizer.state_dict()
+    full["state"] = state
+    optimizer.load_state_dict(full)

@@ -1,0 +1,83 @@
+"""Round end: build the context, run the upload stages, and update the global adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from lit_airlora.federated.collectives import gather_objects, reduce_sum
+from lit_airlora.federated.stages import dispatch
+from lit_airlora.federated.upload import RoundContext, Upload
+
+UPLOAD_STAGES = ("on_upload_encode", "on_upload_transmit", "on_upload_aggregate")
+
+
+def round_seed(seed: int, round_idx: int) -> int:
+    """Seed shared by all ranks for one round's shared randomness."""
+    return int(
+        torch.randint(
+            0,
+            2**62,
+            (1,),
+            generator=torch.Generator().manual_seed((seed * 1_000_003 + round_idx) % 2**63),
+        ).item()
+    )
+
+
+def build_context(
+    uploads: Sequence[Upload],
+    global_adapter: Mapping[str, Tensor],
+    aggregator,
+    round_idx: int,
+    seed: int,
+) -> RoundContext:
+    """The round's context on this rank: ideal aggregate and the round's clients on all ranks."""
+    pairs = [p for part in gather_objects([(u.client_id, u.weight) for u in uploads]) for p in part]
+    return RoundContext(
+        round_idx=round_idx,
+        uploads=list(uploads),
+        global_adapter=dict(global_adapter),
+        aggregator=aggregator,
+        ideal_aggregate=aggregator.aggregate(uploads, global_adapter, reduce_sum),
+        reduce=reduce_sum,
+        generator_seed=round_seed(seed, round_idx),
+        round_clients=sorted(c for c, _ in pairs),
+        client_weights={c: float(w) for c, w in pairs},
+    )
+
+
+def run_stages(trainer, pl_module, ctx: RoundContext) -> RoundContext:
+    """Encode -> transmit -> aggregate on every callback, then the default aggregation."""
+    callbacks = list(trainer.callbacks) if trainer is not None else []
+    for hook in UPLOAD_STAGES:
+        dispatch(hook, callbacks, trainer, pl_module, ctx)
+    if ctx.aggregate is None:
+        ctx.aggregate = ctx.aggregator.aggregate(ctx.uploads, ctx.global_adapter, ctx.reduce)
+    ctx.metrics.update(aggregation_error(ctx.aggregate, ctx.ideal_aggregate))
+    return ctx
+
+
+def aggregation_error(estimate: Mapping[str, Tensor], ideal: Mapping[str, Tensor]) -> dict:
+    """MSE per value and normalised MSE of the server's aggregate against the ideal one."""
+    error = sum(float((estimate[n].double() - t.double()).pow(2).sum()) for n, t in ideal.items())
+    energy = sum(float(t.double().pow(2).sum()) for t in ideal.values())
+    count = sum(t.numel() for t in ideal.values())
+    return {
+        "channel/agg_mse": error / max(count, 1),
+        "channel/agg_nmse": error / energy if energy > 0 else 0.0,
+    }
+
+
+def apply_update(
+    global_adapter: Mapping[str, Tensor], update: Mapping[str, Tensor], server_lr: float
+) -> tuple[dict[str, Tensor], bool]:
+    """``global + server_lr * update``; a non-finite update leaves the adapter unchanged."""
+    finite = all(bool(torch.isfinite(t).all()) for t in update.values())
+    if not finite:
+        return dict(global_adapter), False
+    new = dict(global_adapter)
+    for name, delta in update.items():
+        new[name] = global_adapter[name] + server_lr * delta.to(global_adapter[name].dtype)
+    return new, True

