@@ -89,6 +89,7 @@ class FederatedLoRAModule(LightningModule):
         self.val_perplexity = Perplexity(ignore_index=-100)
         self.last_metrics: dict[str, float] = {}
         self.round_metrics: dict[str, float] = {}
+        self.perplexity_history: list[float] = []
         self.exported_adapter_dir: Path | None = None
 
     # -- rank-mask API -------------------------------------------------------------------------
@@ -125,6 +126,7 @@ class FederatedLoRAModule(LightningModule):
     def on_train_start(self) -> None:
         if self.current_epoch == 0 and self._has_val_data():
             self.last_metrics.update(self._evaluate_round_zero())
+            self.perplexity_history = [self.last_metrics["val/perplexity"]]
             self.log_dict({f"{k}_round0": v for k, v in self.last_metrics.items()})
 
     @override
@@ -191,6 +193,7 @@ class FederatedLoRAModule(LightningModule):
             "ledger": self.ledger.state_dict(),
             "clients": self.clients.state_dict(),
             "last_metrics": dict(self.last_metrics),
+            "perplexity_history": list(self.perplexity_history),
         }
 
     @override
@@ -204,6 +207,7 @@ class FederatedLoRAModule(LightningModule):
         self.ledger.load_state_dict(federation["ledger"])
         self.clients.load_state_dict(federation["clients"])
         self.last_metrics = dict(federation["last_metrics"])
+        self.perplexity_history = list(federation["perplexity_history"])
 
     # -- export --------------------------------------------------------------------------------
     def export_adapter(self, folder: str | Path) -> Path:

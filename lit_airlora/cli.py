@@ -1,0 +1,66 @@
+"""``lit-airlora``: the LightningCLI entry point (``fit``, ``validate``, ``test``, ``predict``).
+
+Experiments differ only in YAML: the model, datamodule, callbacks (channels, compression, rank
+policies) and aggregator are chosen by ``class_path``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+DEBUG_ENV = "LIT_AIRLORA_DEBUG"
+
+TRAINER_DEFAULTS = {
+    # Clients are sharded over ranks by the round schedule, not by a DistributedSampler.
+    "use_distributed_sampler": False,
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 1,
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "runs", "name": "lit_airlora"},
+    },
+}
+
+
+class AirLoRACLI(LightningCLI):
+    """LightningCLI with the project's trainer defaults and a closing summary after ``fit``."""
+
+    def after_fit(self) -> None:
+        trainer, module = self.trainer, self.model
+        if not trainer.is_global_zero:
+            return
+        lines = [f"Logs (TensorBoard): {trainer.log_dir}"]
+        exported = getattr(module, "exported_adapter_dir", None)
+        if exported is not None:
+            lines.append(f"Exported adapter (peft format): {exported}")
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:
+            lines.append(f"Last checkpoint: {trainer.checkpoint_callback.last_model_path}")
+        history = getattr(module, "perplexity_history", None)
+        if history:
+            lines.append("Held-out perplexity by round: " + ", ".join(f"{p:.2f}" for p in history))
+        print("\n".join(lines))  # the CLI's own report to the user
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; configuration errors end with a one-paragraph message, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        AirLoRACLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (ValueError, TypeError) as err:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"lit-airlora: error: {err}\n(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,88 @@
+"""The rank-policy interface: observe, act (a rank per adapted module), learn from feedback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_airlora.policy import costs
+from lit_airlora.policy.observation import Observation
+
+
+@dataclass
+class Feedback:
+    """What happened in the round a policy chose ranks for.
+
+    Attributes:
+        round_idx: The round.
+        train_loss: Training loss of the round, or None.
+        val_loss: Validation loss after the round, or None.
+        payload_bits: Bits one client uploaded for the chosen ranks (policy's cost model).
+        metrics: The round's logged scalars (``channel/agg_nmse``, ``comm/uplink_bits``...).
+        next_observation: State after the round (channel redrawn lazily: may lack ``snr_db``).
+    """
+
+    round_idx: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    payload_bits: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    next_observation: Observation | None = None
+
+
+class RankPolicy:
+    """Chooses the active LoRA rank of every adapted module before a round.
+
+    Subclasses implement :meth:`act`; learning ones also :meth:`update` and keep their networks,
+    optimizers and replay buffers in :meth:`state_dict` (tensors and builtins only, so that
+    checkpoints load with ``weights_only=True``). ``required_observations`` lists the optional
+    :class:`Observation` fields :meth:`act` needs; the callback checks them at setup.
+
+    Args:
+        rank_min: Smallest rank the policy may choose (``>= 1``).
+    """
+
+    required_observations: tuple[str, ...] = ()
+
+    def __init__(self, rank_min: int = 1):
+        _check_rank_min(rank_min)
+        self.rank_min = rank_min
+
+    def check_max_rank(self, max_rank: int) -> None:
+        """Raise if this policy cannot act for adapters allocated at ``max_rank``."""
+        if self.rank_min > max_rank:
+            raise ValueError(
+                f"`rank_min` ({self.rank_min}) of {type(self).__name__} must be <= `max_rank` "
+                f"({max_rank}) of the LoRA model: lower `rank_min` or raise the LoRA rank."
+            )
+
+    def act(self, obs: Observation) -> dict[str, int]:
+        """Ranks for the coming round, every one in ``[rank_min, obs.max_rank]``."""
+        raise NotImplementedError
+
+    def update(self, obs: Observation, ranks: Mapping[str, int], feedback: Feedback) -> None:
+        """Learn from the outcome of ``ranks`` chosen on ``obs`` (no-op unless learning)."""
+
+    def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:
+        """Bits one client uploads for ``ranks``: float32 ``A`` and ``B`` rows (no extras)."""
+        return float(costs.payload_bits(ranks, shapes, values_per_rank_extra=0))
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars about the last decision or update, logged under ``policy/``."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (nothing to restore for a stateless policy)."""
+
+    def clip(self, ranks: Mapping[str, int], max_rank: int) -> dict[str, int]:
+        """Ranks clipped into ``[rank_min, max_rank]``."""
+        return {name: min(max(int(r), self.rank_min), max_rank) for name, r in ranks.items()}
+
+
+def _check_rank_min(rank_min: int) -> None:
+    if isinstance(rank_min, bool) or not isinstance(rank_min, int) or rank_min < 1:
+        raise ValueError(f"`rank_min` ({rank_min!r}) must be an integer >= 1.")
