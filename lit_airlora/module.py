@@ -131,8 +131,8 @@ class FederatedLoRAModule(LightningModule):
 
     @override
     def on_train_epoch_start(self) -> None:
-        self.clients.start_round()
         dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
+        self.clients.start_round()  # after the policies: it records this round's global ranks
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -173,6 +173,8 @@ class FederatedLoRAModule(LightningModule):
         self.last_metrics.update(
             {"val/perplexity": float(perplexity), "val/loss": float(perplexity.log())}
         )
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.perplexity_history.append(float(perplexity))
         self.log("val/perplexity", perplexity, prog_bar=True)
         self.log("val/loss", perplexity.log())
 

@@ -1,0 +1,88 @@
+"""Tiny end-to-end runs for tests: a random Llama, a byte tokenizer and a small local corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from lit_airlora.datamodules import IID, FederatedTextDataModule, LocalFiles
+from lit_airlora.lora.config import LoRASettings
+from lit_airlora.module import FederatedLoRAModule
+
+WORDS = "the wind over the air carries low rank updates to a patient server".split()
+
+
+def write_corpus(folder: Path, num_records: int = 64, seed: int = 0) -> Path:
+    """A jsonl file of short pseudo-sentences (enough for 8 clients of packed blocks)."""
+    g = torch.Generator().manual_seed(seed)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "corpus.jsonl"
+    with path.open("w") as f:
+        for i in range(num_records):
+            idx = torch.randint(0, len(WORDS), (24,), generator=g).tolist()
+            f.write(json.dumps({"text": " ".join(WORDS[j] for j in idx), "label": i % 3}) + "\n")
+    return path
+
+
+def tiny_datamodule(folder: Path, tokenizer, **overrides) -> FederatedTextDataModule:
+    kwargs = {
+        "source": LocalFiles([str(write_corpus(folder))]),
+        "partitioner": IID(num_clients=6),
+        "seq_len": 32,
+        "batch_size": 2,
+        "val_batch_size": 8,
+        "clients_per_round": 3,
+        "local_steps": 2,
+        "val_fraction": 0.2,
+        "seed": 0,
+    }
+    kwargs.update(overrides)
+    datamodule = FederatedTextDataModule(**kwargs)
+    datamodule.tokenizer_obj = tokenizer
+    return datamodule
+
+
+def tiny_module(model_dir: str, **overrides) -> FederatedLoRAModule:
+    kwargs = {"model": model_dir, "lora": LoRASettings(max_rank=4), "learning_rate": 5e-3}
+    kwargs.update(overrides)
+    return FederatedLoRAModule(**kwargs)
+
+
+def tiny_trainer(root: Path, max_epochs: int = 2, callbacks=(), **overrides) -> L.Trainer:
+    kwargs = {
+        "max_epochs": max_epochs,
+        "accelerator": "cpu",
+        "devices": 1,
+        "use_distributed_sampler": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": str(root),
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+        "callbacks": list(callbacks),
+    }
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def tiny_fit(
+    tmp_path: Path,
+    model_dir: str,
+    tokenizer,
+    max_epochs: int = 2,
+    callbacks=(),
+    module_kwargs=None,
+    data_kwargs=None,
+    ckpt_path=None,
+    **trainer_kwargs,
+):
+    """Fit the tiny model for ``max_epochs`` rounds; returns ``(trainer, module)``."""
+    L.seed_everything(0, verbose=False)
+    module = tiny_module(model_dir, **(module_kwargs or {}))
+    datamodule = tiny_datamodule(tmp_path, tokenizer, **(data_kwargs or {}))
+    trainer = tiny_trainer(tmp_path, max_epochs, callbacks, **trainer_kwargs)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, module

@@ -1,0 +1,111 @@
+"""The federated module end to end on the tiny model: rounds, export, resume, ranks."""
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from lit_airlora.federated.aggregators import FFALoRA, HetLoRA
+from tests.helpers import tiny_fit
+
+
+def _flat(adapter):
+    return torch.cat([adapter[k].flatten() for k in sorted(adapter)])
+
+
+def test_rounds_train_log_and_export(tmp_path, tiny_llama_dir, tokenizer):
+    trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=2)
+    metrics = trainer.logged_metrics
+    assert metrics["round/clients"] == 3
+    # q_proj 64->64 and v_proj 64->32, rank 4, A and B, 2 layers, float32, per client.
+    per_client = 32 * 2 * 4 * ((64 + 64) + (64 + 32))
+    assert metrics["comm/uplink_bits_per_client"] == per_client
+    assert metrics["channel/agg_nmse"] == 0  # no channel: the aggregate is the ideal one
+    assert len(module.perplexity_history) == 3
+    assert module.perplexity_history[-1] < module.perplexity_history[0]
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    exported = PeftModel.from_pretrained(base, module.exported_adapter_dir).eval()
+    ids = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    module.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            exported(input_ids=ids).logits, module.model(input_ids=ids).logits
+        )
+
+
+def test_resume_after_a_round_matches_an_uninterrupted_run(tmp_path, tiny_llama_dir, tokenizer):
+    _, full = tiny_fit(tmp_path / "full", tiny_llama_dir, tokenizer, max_epochs=3)
+    trainer, _ = tiny_fit(tmp_path / "cut", tiny_llama_dir, tokenizer, max_epochs=1)
+    ckpt = (
+        trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    )
+    _, resumed = tiny_fit(tmp_path / "cut", tiny_llama_dir, tokenizer, max_epochs=3, ckpt_path=ckpt)
+    torch.testing.assert_close(_flat(resumed.global_adapter), _flat(full.global_adapter))
+    assert resumed.ledger.total_bits == full.ledger.total_bits
+
+
+def test_checkpoint_holds_the_adapter_not_the_base_model(tmp_path, tiny_llama_dir, tokenizer):
+    trainer, _ = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=1)
+    ckpt = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert ckpt["state_dict"] and all(".lora_" in k for k in ckpt["state_dict"])
+    assert set(ckpt["federation"]) >= {"global_adapter", "ranks", "ledger", "clients"}
+
+
+def test_ffa_lora_keeps_a_frozen(tmp_path, tiny_llama_dir, tokenizer):
+    import lightning as L
+
+    from tests.helpers import tiny_module
+
+    L.seed_everything(0, verbose=False)
+    start = {k: v.clone() for k, v in tiny_module(tiny_llama_dir).global_adapter.items()}
+    _, module = tiny_fit(
+        tmp_path, tiny_llama_dir, tokenizer, max_epochs=1, module_kwargs={"aggregator": FFALoRA()}
+    )
+    for name, value in module.global_adapter.items():
+        changed = not torch.equal(value, start[name])
+        assert changed == name.endswith("lora_B")
+
+
+def test_heterogeneous_client_ranks_send_smaller_payloads(tmp_path, tiny_llama_dir, tokenizer):
+    trainer, module = tiny_fit(
+        tmp_path,
+        tiny_llama_dir,
+        tokenizer,
+        max_epochs=1,
+        module_kwargs={"aggregator": HetLoRA(), "client_ranks": [1, 2, 4]},
+    )
+    full = 32 * 2 * 4 * ((64 + 64) + (64 + 32))
+    assert trainer.logged_metrics["comm/uplink_bits_per_client"] < full
+    assert module.ranks == dict.fromkeys(module.ranks, 4)
+
+
+def test_set_ranks_between_rounds_changes_the_payload(tmp_path, tiny_llama_dir, tokenizer):
+    class HalveRanks:
+        def on_round_start(self, trainer, pl_module, round_idx):
+            if round_idx == 1:
+                pl_module.set_ranks(2)
+
+    from lightning.pytorch import Callback
+
+    halve = type("Halve", (Callback, HalveRanks), {})()
+    trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=2, callbacks=[halve])
+    assert set(module.ranks.values()) == {2}
+    assert trainer.logged_metrics["comm/uplink_bits_per_client"] == 32 * 2 * 2 * (128 + 96)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"learning_rate": 0.0}, r"`learning_rate` \(0.0\) must be positive"),
+        ({"client_ranks": [9]}, r"`client_ranks` entry \(9\)"),
+        (
+            {"model": "./no/such/folder"},
+            r"`model` \('./no/such/folder'\) is not an existing folder",
+        ),
+    ],
+)
+def test_bad_module_arguments(tiny_llama_dir, kwargs, message):
+    from tests.helpers import tiny_module
+
+    with pytest.raises(ValueError, match=message):
+        tiny_module(tiny_llama_dir, **kwargs)
