@@ -8,12 +8,15 @@ never comes from a global RNG: each draw uses a ``torch.Generator`` seeded from 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN64 = 0x9E3779B97F4A7C15
+# Sionna's generator registry is process-global: one swap at a time.
+_REGISTRY_LOCK = threading.RLock()
 
 
 def _splitmix64(x: int) -> int:
@@ -52,8 +55,8 @@ def sionna_generator(generator: torch.Generator) -> Iterator[None]:
     helpers in ``sionna.phy.channel.utils``). Setting ``sionna.phy.config.seed`` would reseed
     torch's global generators too (fighting Lightning's ``seed_everything``) and would give every
     client the same stream. So, for the duration of a call, we install our generator as the
-    device's entry of Sionna's generator registry and restore the previous one afterwards. Not
-    thread-safe (neither is Sionna's registry); the channel runs on the training thread.
+    device's entry of Sionna's generator registry and restore the previous one afterwards; a lock
+    serialises swaps between threads.
     """
     from sionna.phy import config
 
@@ -63,12 +66,13 @@ def sionna_generator(generator: torch.Generator) -> Iterator[None]:
         raise RuntimeError(
             f"Sionna has no generator for device {device!r} (known: {sorted(registry)})."
         )
-    previous = registry[device]
-    registry[device] = generator
-    try:
-        yield
-    finally:
-        registry[device] = previous
+    with _REGISTRY_LOCK:
+        previous = registry[device]
+        registry[device] = generator
+        try:
+            yield
+        finally:
+            registry[device] = previous
 
 
 def sionna_device(device: torch.device | str) -> str:

@@ -1,0 +1,244 @@
+"""Over-the-air aggregation (AirComp) of the clients' LoRA updates, as a Lightning callback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+from typing_extensions import override
+
+from lit_airlora.callbacks.rank_heatmap import log_figure
+from lit_airlora.channel import aircomp_round as air
+from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
+from lit_airlora.channel.checks import check_int_at_least, check_nonnegative, check_positive
+from lit_airlora.channel.fading import SmallScale
+from lit_airlora.channel.figures import channel_history_figure
+from lit_airlora.channel.large_scale import LargeScale
+from lit_airlora.channel.normalise import module_names, num_ofdm_symbols
+from lit_airlora.channel.seeding import make_generator
+from lit_airlora.federated.round import aggregation_error
+from lit_airlora.federated.upload import RoundContext
+
+log = logging.getLogger(__name__)
+
+
+class OverTheAirAggregation(Callback):
+    """Analog over-the-air aggregation of the uploads (fuses the transmit and aggregate stages).
+
+    All clients of a round transmit their normalised updates at once on the same resources and
+    the server receives the superposition (Nazer and Gastpar's computation over multiple-access
+    channels; Zhu et al., IEEE TWC 2020 for federated learning). Single antenna: truncated
+    channel inversion ``b_k = sqrt(eta) w_k / h_k``, ``eta = min_k P_k |h_k|^2 / w_k^2``, estimate
+    ``y / sqrt(eta)``. MIMO-OFDM (AirFL-LoRA, Sun et al., IEEE TWC 2025): ``S`` streams per
+    subcarrier, zero-forcing precoders and a receive beamformer per subcarrier (optimised on the
+    sphere by :class:`~lit_airlora.channel.beamforming.ManifoldBeamformer`). Each client sends,
+    per tensor, values normalised by a shared scale with its mean and deviation as side
+    information; the estimate of ``sum_k w_k x_k`` goes through the aggregator's ``finalize``
+    (division by the participating weight). Clients in a deep fade sit the round out. DDP ranks
+    sum their clients' received signals with ``ctx.reduce``; channels and the one receiver-noise
+    draw come from generators seeded by the round seed, so every rank computes the same result.
+
+    Noise convention: transmit power is normalised to each client's budget (``tx_power_w``
+    watts) and the receiver noise is ``CN(0, 1)``, so a client's channel is
+    ``sqrt(10^(snr_db/10)) g`` with unit-power fading ``g``. Energies use ``tx_power_w`` and one
+    channel use lasting ``1 / bandwidth_hz`` seconds.
+
+    Args:
+        large_scale: Per-client average SNR model (``FixedSNR``, ``UniformSNR``, ``PathLossSNR``).
+        fading: Small-scale fading (``AWGN``, ``RayleighBlock``, ``FlatMIMO``, ``OFDMTDL``,
+            ``OFDMCDL``); its ``num_rx`` / ``num_tx`` are the server / client antennas.
+        tx_power_w: Client transmit power budget in watts (energy accounting).
+        bandwidth_hz: Bandwidth in Hz; one complex channel use per antenna lasts ``1 / B``.
+        truncation_threshold: Small-scale power gain (unit mean; ``|g|^2`` single antenna, the
+            ``S``-th squared singular value MIMO) below which a client sits the round out.
+        num_streams: Streams ``S`` per subcarrier (``<= min(num_rx, num_tx)``).
+        beamformer: Receive beamformer for MIMO (ignored with one antenna and one stream).
+        receiver_noise: Add receiver noise (``False``: infinite SNR, to check the transceivers).
+        seed: Seed mixed with the round seed for this channel's draws.
+    """
+
+    def __init__(
+        self,
+        large_scale: LargeScale,
+        fading: SmallScale,
+        tx_power_w: float = 0.2,
+        bandwidth_hz: float = 1e6,
+        truncation_threshold: float = 0.05,
+        num_streams: int = 1,
+        beamformer: Beamformer | None = None,
+        receiver_noise: bool = True,
+        seed: int = 0,
+    ) -> None:
+        _check_type("large_scale", large_scale, LargeScale)
+        _check_type("fading", fading, SmallScale)
+        check_positive("tx_power_w", tx_power_w)
+        check_positive("bandwidth_hz", bandwidth_hz)
+        check_nonnegative("truncation_threshold", truncation_threshold)
+        _check_streams(num_streams, fading)
+        self.large_scale, self.fading = large_scale, fading
+        self.tx_power_w, self.bandwidth_hz = float(tx_power_w), float(bandwidth_hz)
+        self.truncation_threshold, self.num_streams = float(truncation_threshold), num_streams
+        self.beamformer = beamformer if beamformer is not None else ManifoldBeamformer()
+        _check_type("beamformer", self.beamformer, Beamformer)
+        self.receiver_noise, self.seed = receiver_noise, int(seed)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(seed=self.seed)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        aggregator = getattr(pl_module, "aggregator", None)
+        if aggregator is not None:
+            check_linear_aggregator(aggregator)
+        self.fading.setup(pl_module.device)
+
+    def on_upload_transmit(
+        self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext
+    ) -> None:
+        """Transmit every upload over the air and set ``ctx.aggregate`` to the estimate."""
+        check_linear_aggregator(ctx.aggregator)
+        aggregate, metrics, record = self.aggregate_over_the_air(ctx)
+        ctx.aggregate = aggregate
+        ctx.metrics.update(metrics)
+        self.history.append(record)
+
+    def aggregate_over_the_air(self, ctx: RoundContext) -> tuple[dict, dict, dict]:
+        """The round's aggregate estimate, its metrics, and the history record."""
+        template = ctx.global_adapter
+        names = [n for n in template if ctx.aggregator.trainable(n)]
+        keys = (ctx.generator_seed, self.seed)
+        device = next(iter(template.values())).device
+        channel = air.draw_channel(
+            self.large_scale, self.fading, ctx.round_clients, ctx.client_weights,
+            self.truncation_threshold, self.num_streams, keys, device,
+        )  # fmt: skip
+        if not bool(channel.participating.any()):
+            return self._all_truncated(ctx, channel, names)
+        modules = module_names(names)
+        side = ctx.reduce(air.side_information(ctx.uploads, channel, names, modules))
+        plan = air.make_plan(channel, self.num_streams, self.beamformer, keys)
+        payload = air.make_payload(side, plan.participating, names, modules, template)
+        reduced = ctx.reduce(
+            air.local_transmission(plan, channel, ctx.uploads, payload, ctx.aggregator, template)
+        )
+        noise = make_generator(*keys, air.NOISE_STREAM, device=device)
+        estimate = air.receive(plan, reduced, payload, noise if self.receiver_noise else None)
+        total_weight = sum(ctx.client_weights[c] for c in ctx.round_clients)
+        sums = air.server_sums(reduced, estimate, total_weight)
+        aggregate = _to_template(ctx.aggregator.finalize(sums), template)
+        if not all(bool(torch.isfinite(t).all()) for t in aggregate.values()):
+            log.warning("Round %d: non-finite over-the-air estimate; no update.", ctx.round_idx)
+            return self._all_truncated(ctx, channel, names)
+        return self._report(ctx, channel, plan, payload, reduced, aggregate)
+
+    def _report(self, ctx, channel, plan, payload, reduced, aggregate) -> tuple[dict, dict, dict]:
+        num_subcarriers, _, num_streams = plan.combiner.shape
+        symbols = num_ofdm_symbols(payload.num_values, num_subcarriers, num_streams)
+        channel_uses = symbols * num_subcarriers
+        participants = int(plan.participating.sum())
+        energy_j = reduced[air.ENERGY_KEY] * self.tx_power_w / self.bandwidth_hz  # (K,)
+        metrics = {
+            **_snr_metrics(channel.snr_db),
+            **aggregation_error(aggregate, ctx.ideal_aggregate),
+            "channel/participating": float(participants),
+            "channel/truncated": float(len(channel.client_ids) - participants),
+            "channel/all_truncated": 0.0,
+            "channel/eta": float(plan.eta.mean()),
+            "channel/mse_normalised_theory": float(plan.mse_per_real.mean()),
+            "comm/channel_uses": float(channel_uses),
+            "comm/airtime_s": channel_uses / self.bandwidth_hz,
+            "comm/energy_j": float(energy_j.sum()),
+            "comm/side_info_values": float(2 * len(payload.names) * participants),
+        }
+        record = _record(ctx, channel, metrics, energy_j)
+        return aggregate, metrics, record
+
+    def _all_truncated(self, ctx, channel, names) -> tuple[dict, dict, dict]:
+        aggregate = {n: torch.zeros_like(ctx.global_adapter[n]) for n in names}
+        metrics = {
+            **_snr_metrics(channel.snr_db),
+            **aggregation_error(aggregate, ctx.ideal_aggregate),
+            "channel/participating": 0.0,
+            "channel/truncated": float(len(channel.client_ids)),
+            "channel/all_truncated": 1.0,
+            "comm/channel_uses": 0.0,
+            "comm/airtime_s": 0.0,
+            "comm/energy_j": 0.0,
+            "comm/side_info_values": 0.0,
+        }
+        energy = torch.zeros(len(channel.client_ids), dtype=torch.float64)
+        return aggregate, metrics, _record(ctx, channel, metrics, energy)
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero and self.history:
+            figure = channel_history_figure(self.history)
+            log_figure(trainer, "channel/aircomp", figure, step=trainer.global_step)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(r) for r in self.history]}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in state_dict["history"]]
+
+
+def check_linear_aggregator(aggregator: object) -> None:
+    """Over the air the channel computes a sum: only linear aggregators can run on it."""
+    if not getattr(aggregator, "is_linear", False):
+        raise ValueError(
+            f"`aggregator` ({type(aggregator).__name__}) is not linear (`is_linear` is False); "
+            "over-the-air aggregation computes sums, so use a linear aggregator (FedIT, "
+            "FFALoRA, HetLoRA) or a digital link."
+        )
+
+
+def _snr_metrics(snr_db: Tensor) -> dict[str, float]:
+    return {
+        "channel/snr_db_mean": float(snr_db.mean()),
+        "channel/snr_db_min": float(snr_db.min()),
+        "channel/snr_db_max": float(snr_db.max()),
+    }
+
+
+def _record(ctx: RoundContext, channel, metrics: dict, energy_j: Tensor) -> dict[str, Any]:
+    """History entry (builtins only: it is checkpointed and loaded with ``weights_only``)."""
+    return {
+        "round": int(ctx.round_idx),
+        "clients": [int(c) for c in channel.client_ids],
+        "snr_db": [float(s) for s in channel.snr_db.tolist()],
+        "participating": [bool(p) for p in channel.participating.tolist()],
+        "energy_j": [float(e) for e in energy_j.tolist()],
+        **{k: float(v) for k, v in metrics.items()},
+    }
+
+
+def _to_template(update: Mapping[str, Tensor], template: Mapping[str, Tensor]) -> dict:
+    return {n: t.to(dtype=template[n].dtype, device=template[n].device) for n, t in update.items()}
+
+
+def _check_type(name: str, value: object, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise TypeError(
+            f"`{name}` ({type(value).__name__}) must be a {cls.__name__} "
+            f"(see lit_airlora.channel for the available classes)."
+        )
+
+
+def _check_streams(num_streams: int, fading: SmallScale) -> None:
+    check_int_at_least("num_streams", num_streams, 1)
+    limit = min(fading.num_rx, fading.num_tx)
+    if num_streams > limit:
+        raise ValueError(
+            f"`num_streams` ({num_streams}) must be <= min(num_rx, num_tx) = {limit} of the "
+            f"fading model ({type(fading).__name__}: num_rx={fading.num_rx}, "
+            f"num_tx={fading.num_tx}); lower it or add antennas."
+        )
