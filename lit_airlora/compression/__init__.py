@@ -1,0 +1,1 @@
+"""Upload encoders (SOFT, top-k, random-k, SVD truncation) and the maths behind them."""

@@ -1,0 +1,1 @@
+"""Online controllers of the uplink: FDMA bandwidth allocation and Lyapunov (TSFA) control."""
