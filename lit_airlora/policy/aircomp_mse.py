@@ -53,5 +53,5 @@ class SisoAirCompMSE(AirCompMSEModel):
         return 2.0 * self.channel_uses
 
     def unit_mse(self, obs: Observation, ranks: Mapping[str, int]) -> float:
-        snr = torch.pow(10.0, obs.snr_db.double() / 10.0)
+        snr = torch.pow(10.0, obs.require("snr_db").double() / 10.0)
         return float(1.0 / snr.min())

@@ -20,7 +20,6 @@ class Feedback:
         val_loss: Validation loss after the round, or None.
         payload_bits: Bits one client uploaded for the chosen ranks (policy's cost model).
         metrics: The round's logged scalars (``channel/agg_nmse``, ``comm/uplink_bits``...).
-        next_observation: State after the round (channel redrawn lazily: may lack ``snr_db``).
     """
 
     round_idx: int
@@ -28,7 +27,6 @@ class Feedback:
     val_loss: float | None = None
     payload_bits: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
-    next_observation: Observation | None = None
 
 
 class RankPolicy:
@@ -86,3 +84,16 @@ class RankPolicy:
 def _check_rank_min(rank_min: int) -> None:
     if isinstance(rank_min, bool) or not isinstance(rank_min, int) or rank_min < 1:
         raise ValueError(f"`rank_min` ({rank_min!r}) must be an integer >= 1.")
+
+
+def check_action(ranks: Mapping[str, int], obs: Observation, policy_name: str) -> None:
+    """Raise if a policy's ranks miss a module or leave ``[1, max_rank]`` (a policy bug)."""
+    missing = sorted(set(obs.ranks) - set(ranks))
+    if missing:
+        raise RuntimeError(f"{policy_name}.act returned no rank for modules {missing[:3]}.")
+    bad = {name: r for name, r in ranks.items() if not 1 <= int(r) <= obs.max_rank}
+    if bad:
+        shown = dict(list(bad.items())[:3])
+        raise RuntimeError(
+            f"{policy_name}.act returned ranks outside [1, {obs.max_rank}]: {shown}."
+        )

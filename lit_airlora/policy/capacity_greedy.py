@@ -62,7 +62,7 @@ class CapacityGreedyUniform(RankPolicy):
     @override
     def act(self, obs: Observation) -> dict[str, int]:
         self.check_max_rank(obs.max_rank)
-        capacity = float(costs.shannon_capacity_bps(obs.snr_db, self.bandwidth_hz).min())
+        capacity = float(costs.shannon_capacity_bps(obs.require("snr_db"), self.bandwidth_hz).min())
         fit = costs.largest_feasible_uniform_rank(
             obs.shapes,
             capacity,

@@ -107,7 +107,8 @@ class ImportanceBudget(RankPolicy):
     def act(self, obs: Observation) -> dict[str, int]:
         self.check_max_rank(obs.max_rank)
         modules = obs.modules
-        scores = torch.stack([obs.importance[name].float().cpu() for name in modules])
+        importance = obs.require("importance")
+        scores = torch.stack([importance[name].float().cpu() for name in modules])
         scores = effective_importance(scores, ranks_tensor(obs.ranks, modules), obs.max_rank)
         budget = self.budget(len(modules), obs.max_rank)
         return ranks_dict(allocate_by_importance(scores, budget, self.rank_min), modules)

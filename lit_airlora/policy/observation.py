@@ -71,6 +71,16 @@ class Observation:
         """Adapted modules in a fixed order (the order of ``ranks``)."""
         return list(self.ranks)
 
+    def require(self, name: str):
+        """The observation ``name``; raises naming its provider when it is missing this round."""
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(
+                f"Round {self.round_idx}: the observation `{name}` is missing. It comes from "
+                f"{PROVIDERS.get(name, 'the rank-policy callback')}."
+            )
+        return value
+
     @property
     def num_clients(self) -> int:
         """Participating clients this round (1 when no channel state is known)."""
