@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from lit_airlora.channel.large_scale import UniformSNR
+from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
 from lit_airlora.policy.adapter_state import factor_update_power, named_scalar
 from lit_airlora.policy.channel_state import ChannelState, round_clients
 
@@ -53,3 +53,25 @@ def test_factor_update_power():
     before = {"a": torch.zeros(2, 2)}
     after = {"a": torch.tensor([[1.0, 0.0], [2.0, 0.0]])}
     assert factor_update_power(before, after).tolist() == [5.0, 2.0]
+
+
+class FakeOverTheAir:
+    """Like OverTheAirAggregation: a large-scale model and a history of round records."""
+
+    bandwidth_hz = 1e6
+
+    def __init__(self):
+        self.large_scale = FixedSNR(snr_db=[3.0, 7.0])
+        self.history = []
+
+
+def test_over_the_air_history_then_its_large_scale_as_prior():
+    channel = FakeOverTheAir()
+    trainer = _trainer([channel], schedule=SimpleNamespace(clients=lambda t: [0, 1]))
+    state = ChannelState(None, None, 0)
+    assert state.has_snr(trainer)
+    assert state.snr_db(trainer, 0).tolist() == [3.0, 7.0]  # nothing drawn yet: prior
+    channel.history += [{"round": 0, "snr_db": [1.0, 2.0]}, {"round": 1, "snr_db": [4.0, 5.0]}]
+    assert state.snr_db(trainer, 2).tolist() == [4.0, 5.0]
+    assert state.snr_db(trainer, 1).tolist() == [4.0, 5.0]
+    assert state.snr_db(trainer, 0).tolist() == [1.0, 2.0]
