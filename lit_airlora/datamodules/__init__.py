@@ -1,0 +1,30 @@
+"""Federated text datamodules: sources, partitioners, packing and the round schedule."""
+
+from lit_airlora.datamodules.blocks import ClientBlockDataset
+from lit_airlora.datamodules.federated import FederatedTextDataModule
+from lit_airlora.datamodules.partitioners import IID, Dirichlet, Natural, Partitioner
+from lit_airlora.datamodules.sampler import RoundBatchSampler
+from lit_airlora.datamodules.schedule import RoundSchedule
+from lit_airlora.datamodules.sources import (
+    BBCNews,
+    HubDataset,
+    LocalFiles,
+    ShakespeareCorpus,
+    TextSource,
+)
+
+__all__ = [
+    "IID",
+    "BBCNews",
+    "ClientBlockDataset",
+    "Dirichlet",
+    "FederatedTextDataModule",
+    "HubDataset",
+    "LocalFiles",
+    "Natural",
+    "Partitioner",
+    "RoundBatchSampler",
+    "RoundSchedule",
+    "ShakespeareCorpus",
+    "TextSource",
+]

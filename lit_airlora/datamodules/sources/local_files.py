@@ -34,7 +34,9 @@ class LocalFiles(TextSource):
         label_column: Field holding a class label in those rows, or ``None``.
     """
 
-    def __init__(self, paths: list[str], text_column: str = "text", label_column: str | None = None):
+    def __init__(
+        self, paths: list[str], text_column: str = "text", label_column: str | None = None
+    ):
         if isinstance(paths, str):
             raise TypeError(f"`paths` ({paths!r}) must be a list of paths, not a string.")
         self.paths = list(paths)

