@@ -1,0 +1,154 @@
+"""The common interface of digital links: payload bits in, a report of what arrived out.
+
+A link carries each client's payload, a bit stream, on the client's own resources (OFDMA/FDMA
+or TDMA) in blocks: block ``b`` carries payload bits ``[b * block_bits, (b + 1) * block_bits)``,
+the last one zero-padded. A block whose check fails is retransmitted up to
+``max_retransmissions`` times and then dropped. Links are chosen from YAML by ``class_path``;
+two fidelities exist: :class:`~lit_airlora.channel.bit_level.BitLevelLink` (real bits through
+Sionna's LDPC/QAM chain) and :class:`~lit_airlora.channel.abstraction.AbstractionLink` (Sionna's
+PHY abstraction: block errors drawn from SINR -> BLER tables).
+
+Conventions shared by both: ``snr_db`` is the client's mean symbol SNR ``E_s / N_0`` per receive
+antenna, the fading ``h`` has unit mean power, so the noise variance per complex dimension is
+``N_0 = 10^(-snr_db / 10)`` for unit-energy symbols on every stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class LinkReport:
+    """What one :meth:`DigitalLink.transmit` call delivered, per client (``K`` clients).
+
+    Attributes:
+        block_ok: Per client, ``[num_blocks]`` bool: block finally received (CRC passed).
+        block_bits: Per client, payload bits carried by one block.
+        received_bits: Per client, the received payload ``[payload_bits]`` uint8 (bit errors
+            that slipped past the CRC included), or ``None`` when received blocks are exact
+            (the abstraction does not simulate bits).
+        bits_offered: ``[K]`` float64, payload bits handed to the link.
+        bits_delivered: ``[K]`` float64, payload bits in received blocks.
+        block_transmissions: ``[K]`` int64, block transmissions including retransmissions.
+        block_errors: ``[K]`` int64, failed block transmissions (recovered later or not).
+        retransmissions: ``[K]`` int64, block transmissions beyond the first per block.
+        airtime_s: ``[K]`` float64, airtime of all transmissions.
+        energy_j: ``[K]`` float64, transmit energy of all transmissions.
+        channel_bit_errors: ``[K]`` int64, hard-decision errors of the coded bits before
+            decoding (bit level only, else zero).
+        channel_bits: ``[K]`` int64, coded bits behind ``channel_bit_errors``.
+        extras: Link-specific per-client ``[K]`` tensors (``mcs_index``, ``sinr_eff_db``...).
+    """
+
+    block_ok: list[Tensor]
+    block_bits: list[int]
+    received_bits: list[Tensor | None]
+    bits_offered: Tensor
+    bits_delivered: Tensor
+    block_transmissions: Tensor
+    block_errors: Tensor
+    retransmissions: Tensor
+    airtime_s: Tensor
+    energy_j: Tensor
+    channel_bit_errors: Tensor
+    channel_bits: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def blocks_dropped(self) -> Tensor:
+        """``[K]`` int64: blocks lost after all retransmissions."""
+        return torch.tensor([int((~ok).sum()) for ok in self.block_ok], dtype=torch.int64)
+
+    def delivered_fraction(self) -> Tensor:
+        """``[K]`` float64: share of the offered bits that arrived (1 for an empty payload)."""
+        return torch.where(
+            self.bits_offered > 0,
+            self.bits_delivered / self.bits_offered.clamp(min=1.0),
+            torch.ones_like(self.bits_offered),
+        )
+
+
+class DigitalLink:
+    """Base class of digital links (see the module docstring for the conventions).
+
+    Attributes:
+        corrupts_bits: Whether :meth:`transmit` needs the payload bits themselves (bit-level
+            simulation) or only their number.
+    """
+
+    corrupts_bits: bool = False
+
+    def setup(self, device: torch.device | str) -> None:
+        """Build the Sionna blocks on ``device`` (idempotent)."""
+
+    def transmit(
+        self,
+        payloads: Sequence[Tensor | int],
+        snr_db: Tensor,
+        fading: Tensor,
+        generator: torch.Generator,
+    ) -> LinkReport:
+        """Send one payload per client.
+
+        Args:
+            payloads: Per client, the payload bits ``[L_k]`` (uint8 0/1) or, for links with
+                ``corrupts_bits = False``, just their number ``L_k``.
+            snr_db: ``[K]`` mean SNR per client in dB.
+            fading: ``[K, num_rx, num_tx, num_subcarriers]`` complex, one block per client.
+            generator: Source of all randomness (noise, block errors).
+
+        Returns:
+            The :class:`LinkReport`.
+        """
+        raise NotImplementedError
+
+
+def noise_variance(snr_db: Tensor) -> Tensor:
+    """Noise variance per complex dimension ``N_0 = 10^(-snr_db / 10)`` for unit-energy symbols."""
+    return 10.0 ** (-snr_db.to(torch.float64) / 10.0)
+
+
+def payload_length(payload: Tensor | int) -> int:
+    """Number of bits of a payload given as bits or as a count."""
+    return int(payload.numel()) if isinstance(payload, Tensor) else int(payload)
+
+
+def check_link_inputs(payloads: Sequence, snr_db: Tensor, fading: Tensor) -> None:
+    """Shapes of :meth:`DigitalLink.transmit` arguments agree on the number of clients."""
+    num_clients = len(payloads)
+    if snr_db.shape != (num_clients,):
+        raise ValueError(f"`snr_db` has shape {tuple(snr_db.shape)}; expected ({num_clients},).")
+    if fading.dim() != 4 or fading.shape[0] != num_clients:
+        raise ValueError(
+            f"`fading` has shape {tuple(fading.shape)}; expected "
+            f"({num_clients}, num_rx, num_tx, num_subcarriers)."
+        )
+
+
+def received_value_mask(
+    block_ok: Tensor, block_bits: int, num_values: int, bits_per_value: int
+) -> Tensor:
+    """``[num_values]`` bool: values whose bits all lie in received blocks.
+
+    Value ``i`` occupies payload bits ``[i q, (i + 1) q)``; with ``q <= block_bits`` it touches
+    at most two blocks, those of its first and last bit.
+    """
+    if bits_per_value > block_bits:
+        raise ValueError(
+            f"`bits_per_value` ({bits_per_value}) must be <= `block_bits` ({block_bits})."
+        )
+    start = torch.arange(num_values, device=block_ok.device) * bits_per_value
+    first, last = start // block_bits, (start + bits_per_value - 1) // block_bits
+    return block_ok[first] & block_ok[last]
+
+
+def delivered_bits(block_ok: Tensor, block_bits: int, payload_bits: int) -> float:
+    """Payload bits in received blocks (the zero-padded last block counts only its payload)."""
+    if len(block_ok) == 0:
+        return 0.0
+    last = payload_bits - block_bits * (len(block_ok) - 1)
+    return float(int(block_ok[:-1].sum()) * block_bits + int(block_ok[-1]) * last)
