@@ -1,0 +1,152 @@
+"""DigitalUplink on hand-built uploads: exact at high SNR, counted losses at low SNR."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lit_airlora.callbacks.digital_link import DigitalUplink
+from lit_airlora.channel.abstraction import AbstractionLink
+from lit_airlora.channel.bit_level import BitLevelLink
+from lit_airlora.channel.fading import RayleighBlock
+from lit_airlora.channel.large_scale import FixedSNR
+from lit_airlora.channel.quantize import UniformQuantizer
+from lit_airlora.federated.aggregators import FedIT, FFALoRA, identity_reduce
+from lit_airlora.federated.upload import RoundContext, Upload
+
+MODULE = SimpleNamespace(device=torch.device("cpu"))
+NAMES = ("m.lora_A", "m.lora_B")
+
+
+@pytest.fixture(scope="module")
+def abstraction() -> AbstractionLink:
+    link = AbstractionLink(max_retransmissions=1)
+    link.setup("cpu")
+    return link
+
+
+def _upload(client_id: int) -> Upload:
+    g = torch.Generator().manual_seed(client_id)
+    tensors = {
+        "m.lora_A": torch.randn(4, 8, generator=g),
+        "m.lora_B": torch.randn(6, 4, generator=g),
+    }
+    return Upload(client_id, tensors, {"m": 3}, weight=1.0 + client_id)
+
+
+def _context(client_ids, aggregator=None, round_clients=None) -> RoundContext:
+    return RoundContext(
+        round_idx=0,
+        uploads=[_upload(c) for c in client_ids],
+        global_adapter={},
+        aggregator=aggregator or FedIT(),
+        ideal_aggregate={},
+        reduce=identity_reduce,
+        generator_seed=1234,
+        round_clients=list(round_clients or client_ids),
+    )
+
+
+def _quantised(upload: Upload, name: str, quantizer) -> torch.Tensor:
+    values = upload.tensors[name][upload.sent_mask(name)]
+    return quantizer.dequantize(quantizer.quantize(values))
+
+
+@pytest.mark.parametrize("link_kind", ["abstraction", "bit_level"])
+def test_high_snr_delivers_the_quantised_payload(link_kind, abstraction):
+    link = abstraction if link_kind == "abstraction" else BitLevelLink(block_length=256)
+    callback = DigitalUplink(link, UniformQuantizer(4), large_scale=FixedSNR(35.0))
+    ctx = _context([0, 1])
+    callback.on_upload_transmit(None, MODULE, ctx)
+    for sent, received in zip(_context([0, 1]).uploads, ctx.uploads, strict=True):
+        for name in NAMES:
+            mask = sent.sent_mask(name)
+            assert torch.equal(received.masks[name], mask)
+            expected = _quantised(sent, name, UniformQuantizer(4))
+            torch.testing.assert_close(received.tensors[name][mask], expected)
+        assert received.meta["bits"] == (8 * 3 + 6 * 3) * 4 + 2 * 32
+    assert ctx.metrics["comm/bits_delivered"] == ctx.metrics["comm/bits_offered"] == 2 * 232
+    assert ctx.metrics["comm/block_errors"] == 0 and ctx.metrics["channel/snr_db_mean"] == 35.0
+    assert ("channel/ber" in ctx.metrics) == (link_kind == "bit_level")
+
+
+def test_very_low_snr_drops_blocks_and_stays_finite(abstraction):
+    callback = DigitalUplink(abstraction, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
+    ctx = _context([0, 1, 2])
+    callback.on_upload_transmit(None, MODULE, ctx)
+    for upload in ctx.uploads:
+        for name in NAMES:
+            assert torch.isfinite(upload.tensors[name]).all()
+            assert not upload.masks[name].any() and upload.tensors[name].eq(0).all()
+    metrics = ctx.metrics
+    assert metrics["comm/bits_delivered"] == 0 and metrics["comm/blocks_dropped"] >= 3
+    assert metrics["comm/block_errors"] == 2 * metrics["comm/blocks_dropped"]  # one retry each
+    assert metrics["comm/retransmissions"] == metrics["comm/blocks_dropped"]
+    assert metrics["channel/bler"] == 1.0
+
+
+def test_results_do_not_depend_on_how_clients_are_split(abstraction):
+    # Rank-independence: clients simulated together or on two "ranks" give the same uploads.
+    callback = DigitalUplink(
+        abstraction, large_scale=FixedSNR([3.0, 8.0, 1.0]), small_scale=RayleighBlock()
+    )
+    together = _context([0, 1, 2])
+    callback.on_upload_transmit(None, MODULE, together)
+    parts = [_context([0], round_clients=[0, 1, 2]), _context([1, 2], round_clients=[0, 1, 2])]
+    for part in parts:
+        callback.on_upload_transmit(None, MODULE, part)
+    split = parts[0].uploads + parts[1].uploads
+    for a, b in zip(together.uploads, split, strict=True):
+        for name in NAMES:
+            assert torch.equal(a.tensors[name], b.tensors[name])
+        assert a.meta == b.meta
+    offered = sum(p.metrics["comm/bits_offered"] for p in parts)
+    assert offered == together.metrics["comm/bits_offered"]
+
+
+def test_only_trainable_tensors_and_sent_entries_travel(abstraction):
+    callback = DigitalUplink(abstraction, UniformQuantizer(8), large_scale=FixedSNR(30.0))
+    ctx = _context([0], aggregator=FFALoRA())
+    sparse = torch.zeros(6, 4, dtype=torch.bool)
+    sparse[::2, 0] = True
+    ctx.uploads[0] = ctx.uploads[0].replace(masks={"m.lora_B": sparse})
+    original = ctx.uploads[0]
+    callback.on_upload_transmit(None, MODULE, ctx)
+    received = ctx.uploads[0]
+    assert received.meta["bits"] == 3 * 8 + 32
+    assert torch.equal(received.tensors["m.lora_A"], original.tensors["m.lora_A"])
+    assert torch.equal(received.masks["m.lora_B"], sparse)
+    assert received.tensors["m.lora_B"][~sparse].eq(0).all()
+
+
+def test_airtime_is_max_for_ofdma_and_sum_for_tdma(abstraction):
+    airtime = {}
+    for access in ("ofdma", "tdma"):
+        callback = DigitalUplink(abstraction, large_scale=FixedSNR(20.0), multiple_access=access)
+        ctx = _context([0, 1, 2])
+        callback.on_upload_transmit(None, MODULE, ctx)
+        per_client = [u.meta["airtime_s"] for u in ctx.uploads]
+        airtime[access] = (ctx.metrics["comm/airtime_s"], per_client)
+    assert airtime["ofdma"][0] == pytest.approx(max(airtime["ofdma"][1]))
+    assert airtime["tdma"][0] == pytest.approx(sum(airtime["tdma"][1]))
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"link": "abstraction"}, TypeError, "`link`"),
+        ({"quantizer": 8}, TypeError, "`quantizer`"),
+        ({"large_scale": 20.0}, TypeError, "`large_scale`"),
+        ({"multiple_access": "cdma"}, ValueError, "multiple_access"),
+        ({"seed": 1.5}, TypeError, "`seed`"),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, error, match, abstraction):
+    with pytest.raises(error, match=match):
+        DigitalUplink(**{"link": abstraction, **kwargs})
+
+
+def test_state_key_distinguishes_instances(abstraction):
+    assert DigitalUplink(abstraction).state_key != DigitalUplink(abstraction, name="b").state_key
