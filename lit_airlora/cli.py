@@ -32,9 +32,10 @@ class AirLoRACLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer, module = self.trainer, self.model
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
         if not trainer.is_global_zero:
             return
-        lines = [f"Logs (TensorBoard): {trainer.log_dir}"]
+        lines = [f"Logs (TensorBoard): {log_dir}"]
         exported = getattr(module, "exported_adapter_dir", None)
         if exported is not None:
             lines.append(f"Exported adapter (peft format): {exported}")

@@ -180,10 +180,9 @@ class FederatedLoRAModule(LightningModule):
 
     @override
     def on_fit_end(self) -> None:
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
-            self.export_adapter(
-                self.hparams.export_dir or Path(self.trainer.log_dir or ".") / "adapter"
-            )
+            self.export_adapter(self.hparams.export_dir or Path(log_dir or ".") / "adapter")
 
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
