@@ -42,6 +42,7 @@ from lit_airlora.channel.normalise import (
     mean_upload,
     num_ofdm_symbols,
     pack,
+    payload_size,
     to_symbols,
     unpack,
 )
@@ -136,19 +137,21 @@ class Payload:
 
     Attributes:
         names: Tensors on the air (the aggregator's trainable ones), in order.
-        layout: Entries sent per tensor (active block of the largest participating rank).
+        layout: Rank of the block sent per tensor (the largest participating rank).
         stats: ``[K, T, 2]`` every client's mean and standard deviation per tensor.
         scale: ``[T]`` common scale per tensor (largest participating standard deviation).
+        template: Tensor shapes (the global adapter).
     """
 
     names: list[str]
-    layout: dict[str, Tensor]
+    layout: dict[str, int]
     stats: Tensor
     scale: Tensor
+    template: Mapping[str, Tensor]
 
     @property
     def num_values(self) -> int:
-        return int(sum(int(m.sum()) for m in self.layout.values()))
+        return payload_size(self.template, self.layout)
 
 
 def make_payload(
@@ -161,8 +164,8 @@ def make_payload(
     """The round's payload description from the all-reduced side information."""
     stats = side[STATS_KEY]
     ranks = max_ranks(side[RANKS_KEY].cpu(), participating.cpu(), modules)
-    layout = block_layout(template, names, ranks)
-    return Payload(list(names), layout, stats, common_scale(stats, participating))
+    layout = block_layout(names, ranks)
+    return Payload(list(names), layout, stats, common_scale(stats, participating), template)
 
 
 def local_transmission(
@@ -212,7 +215,7 @@ def receive(
     if noise_generator is not None:
         y = y + receiver_noise(tuple(y.shape), noise_generator).to(y.device)
     z_hat = from_symbols(estimate(plan, y), payload.num_values)
-    return unpack(z_hat, payload.names, payload.layout, payload.scale)
+    return unpack(z_hat, payload.names, payload.layout, payload.scale, payload.template)
 
 
 def server_sums(

@@ -21,7 +21,7 @@ SMALL_MODELS = [
 @pytest.mark.parametrize(("cls", "kwargs"), SMALL_MODELS)
 def test_shape_dtype_and_unit_average_power(cls, kwargs):
     model = cls(**kwargs)
-    h = model.draw_clients(list(range(300)), keys=(1,))
+    h = model.draw(300, make_generator(1))  # one batch: per-client draws cost a call each
     assert h.shape == (300, model.num_rx, model.num_tx, model.num_subcarriers)
     assert h.dtype == torch.complex64
     # 300 blocks (several independent taps or antennas each): 15% tolerance on E|h|^2 = 1.
