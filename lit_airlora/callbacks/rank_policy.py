@@ -23,6 +23,8 @@ from lit_airlora.policy.observation import Observation, check_required
 log = logging.getLogger(__name__)
 
 TRUNCATIONS = ("importance", "svd", "prefix", "none")
+#: Attribute holding the rank masks of a LightningModule without ``set_ranks``.
+MASKS_ATTR = "lit_airlora_rank_masks"
 
 
 class RankPolicyCallback(Callback):
@@ -32,8 +34,9 @@ class RankPolicyCallback(Callback):
     live factors, the spectrum of the previous round's update, the channel state, the module's
     training scalars), calls ``policy.act`` and applies the ranks: through
     ``pl_module.set_ranks`` on our federated module (``on_round_start``, dispatched by the
-    module), or through a :class:`RankMasks` it attaches to any other LightningModule holding a
-    peft LoRA model (``on_train_epoch_start``; one epoch is one round). At the end of the round
+    module), or through a :class:`RankMasks` it attaches (as ``lit_airlora_rank_masks``) to any
+    other LightningModule holding a peft LoRA model (``on_train_epoch_start``; one epoch is one
+    round; remote-link stage callbacks then upload only the active ranks). At the end of the round
     it measures the update's spectrum and gives the policy its :class:`Feedback`. Ranks per
     module and round are kept, logged as a TensorBoard heatmap (rank zero) and as the scalars
     ``policy/mean_rank`` and ``policy/payload_bits``; policy and history are checkpointed.
@@ -90,7 +93,7 @@ class RankPolicyCallback(Callback):
         if stage != "fit":
             return
         if not callable(getattr(pl_module, "set_ranks", None)) and self._masks is None:
-            self._masks = RankMasks(pl_module, self.adapter_name)
+            self._masks = _attached_masks(pl_module, self.adapter_name)
             if self._pending_mask_ranks is not None:
                 self._masks.load_state_dict(self._pending_mask_ranks)
         self.policy.check_max_rank(self._max_rank(pl_module))
@@ -166,6 +169,8 @@ class RankPolicyCallback(Callback):
     # -- round end -----------------------------------------------------------------------------
     def on_round_end(self, trainer: Trainer, pl_module: LightningModule, ctx: Any) -> None:
         """Stage hook dispatched by ``FederatedLoRAModule`` after the global update."""
+        if self._masks is not None:  # a remote-link round: ``on_train_epoch_end`` handles it
+            return
         after = pl_module.global_adapter
         sums = ctx.reduce({"power": state.upload_power_sums(ctx.uploads)})["power"]
         self._end_round(trainer, pl_module, ctx.global_adapter, after, sums, dict(ctx.metrics))
@@ -269,6 +274,16 @@ class RankPolicyCallback(Callback):
         self._pending_mask_ranks = state_dict["mask_ranks"]
         if self._masks is not None and self._pending_mask_ranks is not None:
             self._masks.load_state_dict(self._pending_mask_ranks)
+
+
+def _attached_masks(pl_module: LightningModule, adapter_name: str) -> RankMasks:
+    """The module's rank masks, attached as ``lit_airlora_rank_masks`` (created if missing),
+    where the remote-link stages read the active ranks of the upload."""
+    masks = getattr(pl_module, MASKS_ATTR, None)
+    if not isinstance(masks, RankMasks):
+        masks = RankMasks(pl_module, adapter_name)
+        setattr(pl_module, MASKS_ATTR, masks)
+    return masks
 
 
 def _check_policy(policy: Any) -> None:

@@ -167,3 +167,31 @@ def test_state_dict_is_weights_only_loadable(tmp_path):
     other.load_state_dict(loaded)
     assert other.rounds == [0, 1] and other.rank_history == {"fc1": [2, 2]}
     assert torch.equal(other.spectrum["fc1"], torch.ones(4)) and other.value_power == 0.5
+
+
+def test_remote_link_stages_see_the_policy_ranks(tmp_path):
+    from lit_airlora.callbacks.remote_link import RemoteLinkMixin
+
+    class RanksSpy(RemoteLinkMixin):
+        def __init__(self):
+            self.seen = []
+
+        def on_upload_encode(self, trainer, pl_module, ctx):
+            self.seen.append(dict(ctx.uploads[0].ranks))
+
+    spy = RanksSpy()
+    callback = RankPolicyCallback(ScriptedRanks([4, 2]))
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[callback, spy],
+    )
+    trainer.fit(BoringLoRA())
+    assert spy.seen == [{"fc1": 4, "fc2": 4}, {"fc1": 2, "fc2": 2}]
+    assert callback.spectrum is not None and int(callback.policy.updates) == 2
