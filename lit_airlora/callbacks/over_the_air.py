@@ -135,7 +135,9 @@ class OverTheAirAggregation(Callback):
         aggregate = _to_template(ctx.aggregator.finalize(sums), template)
         if not all(bool(torch.isfinite(t).all()) for t in aggregate.values()):
             log.warning("Round %d: non-finite over-the-air estimate; no update.", ctx.round_idx)
-            return self._all_truncated(ctx, channel, names)
+            aggregate, metrics, record = self._all_truncated(ctx, channel, names)
+            metrics["channel/nonfinite"] = record["channel/nonfinite"] = 1.0
+            return aggregate, metrics, record
         return self._report(ctx, channel, plan, payload, reduced, aggregate)
 
     def _report(self, ctx, channel, plan, payload, reduced, aggregate) -> tuple[dict, dict, dict]:

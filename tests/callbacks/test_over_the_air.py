@@ -66,6 +66,16 @@ def test_deep_fade_client_sits_out_and_outputs_stay_finite():
     assert ctx.metrics["comm/side_info_values"] == 2 * 4 * 2  # (mean, std) x 4 tensors x 2
 
 
+def test_non_finite_upload_gives_a_zero_update_not_nan():
+    uploads = make_uploads()
+    bad = dict(uploads[1].tensors)
+    bad["layers.0.q_proj.lora_A"] = torch.full_like(bad["layers.0.q_proj.lora_A"], float("nan"))
+    uploads[1] = uploads[1].replace(tensors=bad)
+    ctx = _run(_callback(), FedIT(), uploads)
+    assert all(torch.all(t == 0) for t in ctx.aggregate.values())
+    assert ctx.metrics["channel/nonfinite"] == 1.0
+
+
 def test_all_truncated_round_gives_a_zero_update_and_is_logged():
     callback = _callback(truncation_threshold=1e9)
     ctx = _run(callback, FedIT())
