@@ -173,17 +173,26 @@ class FlatMIMO(_SionnaFading):
 class _OFDMFading(_SionnaFading):
     """A 3GPP channel model sampled on an OFDM resource grid of one OFDM symbol."""
 
+    #: Profile names the subclass's Sionna model accepts.
+    models: tuple[str, ...] = ()
+
     def __init__(
         self,
-        delay_spread_s: float,
-        num_subcarriers: int,
-        subcarrier_spacing_hz: float,
-        carrier_frequency_hz: float,
-        num_rx: int,
-        num_tx: int,
-        max_speed_mps: float,
+        model: str = "A",
+        delay_spread_s: float = 100e-9,
+        num_subcarriers: int = 64,
+        subcarrier_spacing_hz: float = 30e3,
+        carrier_frequency_hz: float = 3.5e9,
+        num_rx: int = 1,
+        num_tx: int = 1,
+        max_speed_mps: float = 0.0,
     ) -> None:
         super().__init__()
+        if model not in self.models:
+            raise ValueError(
+                f"`model` ({model!r}) must be one of the {type(self).__name__} profiles "
+                f"{self.models}."
+            )
         check_positive("delay_spread_s", delay_spread_s)
         check_int_at_least("num_subcarriers", num_subcarriers, 1)
         check_positive("subcarrier_spacing_hz", subcarrier_spacing_hz)
@@ -191,7 +200,8 @@ class _OFDMFading(_SionnaFading):
         check_int_at_least("num_rx", num_rx, 1)
         check_int_at_least("num_tx", num_tx, 1)
         check_nonnegative("max_speed_mps", max_speed_mps)
-        self.delay_spread_s, self.num_subcarriers = float(delay_spread_s), num_subcarriers
+        self.model, self.delay_spread_s = model, float(delay_spread_s)
+        self.num_subcarriers = num_subcarriers
         self.subcarrier_spacing_hz = float(subcarrier_spacing_hz)
         self.carrier_frequency_hz = float(carrier_frequency_hz)
         self.num_rx, self.num_tx, self.max_speed_mps = num_rx, num_tx, float(max_speed_mps)
@@ -237,29 +247,7 @@ class OFDMTDL(_OFDMFading):
         max_speed_mps: Largest client speed in m/s (Doppler within the block; 0 = static).
     """
 
-    def __init__(
-        self,
-        model: str = "A",
-        delay_spread_s: float = 100e-9,
-        num_subcarriers: int = 64,
-        subcarrier_spacing_hz: float = 30e3,
-        carrier_frequency_hz: float = 3.5e9,
-        num_rx: int = 1,
-        num_tx: int = 1,
-        max_speed_mps: float = 0.0,
-    ) -> None:
-        if model not in TDL_MODELS:
-            raise ValueError(f"`model` ({model!r}) must be one of the TDL profiles {TDL_MODELS}.")
-        super().__init__(
-            delay_spread_s,
-            num_subcarriers,
-            subcarrier_spacing_hz,
-            carrier_frequency_hz,
-            num_rx,
-            num_tx,
-            max_speed_mps,
-        )
-        self.model = model
+    models = TDL_MODELS
 
     def _model(self, device: str) -> object:
         from sionna.phy.channel.tr38901 import TDL
@@ -294,29 +282,7 @@ class OFDMCDL(_OFDMFading):
         max_speed_mps: Largest client speed in m/s (0 = static).
     """
 
-    def __init__(
-        self,
-        model: str = "A",
-        delay_spread_s: float = 100e-9,
-        num_subcarriers: int = 64,
-        subcarrier_spacing_hz: float = 30e3,
-        carrier_frequency_hz: float = 3.5e9,
-        num_rx: int = 1,
-        num_tx: int = 1,
-        max_speed_mps: float = 0.0,
-    ) -> None:
-        if model not in CDL_MODELS:
-            raise ValueError(f"`model` ({model!r}) must be one of the CDL profiles {CDL_MODELS}.")
-        super().__init__(
-            delay_spread_s,
-            num_subcarriers,
-            subcarrier_spacing_hz,
-            carrier_frequency_hz,
-            num_rx,
-            num_tx,
-            max_speed_mps,
-        )
-        self.model = model
+    models = CDL_MODELS
 
     def _model(self, device: str) -> object:
         from sionna.phy.channel.tr38901 import CDL, AntennaArray
