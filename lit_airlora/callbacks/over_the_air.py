@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
 from lit_airlora.callbacks.rank_heatmap import log_figure
+from lit_airlora.callbacks.remote_link import RemoteLinkMixin
 from lit_airlora.channel import aircomp_round as air
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
 from lit_airlora.channel.checks import check_int_at_least, check_nonnegative, check_positive
@@ -26,7 +27,7 @@ from lit_airlora.federated.upload import RoundContext
 log = logging.getLogger(__name__)
 
 
-class OverTheAirAggregation(Callback):
+class OverTheAirAggregation(RemoteLinkMixin):
     """Analog over-the-air aggregation of the uploads (fuses the transmit and aggregate stages).
 
     All clients of a round transmit their normalised updates at once on the same resources and
@@ -59,6 +60,9 @@ class OverTheAirAggregation(Callback):
         beamformer: Receive beamformer for MIMO (ignored with one antenna and one stream).
         receiver_noise: Add receiver noise (``False``: infinite SNR, to check the transceivers).
         seed: Seed mixed with the round seed for this channel's draws.
+        remote_mode: In a LightningModule other than ours (remote fine-tuning), whether the
+            received adapter replaces the trained one (``"replace"``) or is kept beside it and
+            validated (``"shadow"``).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class OverTheAirAggregation(Callback):
         beamformer: Beamformer | None = None,
         receiver_noise: bool = True,
         seed: int = 0,
+        remote_mode: str = "replace",
     ) -> None:
         _check_type("large_scale", large_scale, LargeScale)
         _check_type("fading", fading, SmallScale)
@@ -85,6 +90,8 @@ class OverTheAirAggregation(Callback):
         self.beamformer = beamformer if beamformer is not None else ManifoldBeamformer()
         _check_type("beamformer", self.beamformer, Beamformer)
         self.receiver_noise, self.seed = receiver_noise, int(seed)
+        self.remote_mode = remote_mode
+        self._check_remote()
         self.history: list[dict[str, Any]] = []
 
     @property

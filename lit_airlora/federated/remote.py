@@ -83,6 +83,7 @@ def remote_round(trainer, pl_module, remote_mode: str = "replace", seed: int = 0
     )
     ctx = run_stages(trainer, pl_module, ctx)
     _receive(state, layers, ctx.aggregate)
+    pl_module.log_dict({f"remote/{k}": float(v) for k, v in ctx.metrics.items()})
     dispatch("on_round_end", trainer.callbacks, trainer, pl_module, ctx)
     return ctx
 
