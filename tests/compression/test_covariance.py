@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from compression_helpers import MODULES, make_upload, random_adapter
 
 from lit_airlora.compression.covariance import factor_covariance
+from tests.compression.compression_helpers import MODULES, make_upload, random_adapter
 
 
 def test_factor_covariance_matches_numpy():

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from compression_helpers import make_upload, random_adapter
 
 from lit_airlora.compression.base import client_generator, keep_count
 from lit_airlora.compression.bits import index_bits
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.topk import TopK
+from tests.compression.compression_helpers import make_upload, random_adapter
 
 
 def _active(name, tensor, rank):

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from compression_helpers import orthogonal_factors
 
 from lit_airlora.compression.orthogonality import orthogonality_grads, orthogonality_penalty
+from tests.compression.compression_helpers import orthogonal_factors
 
 
 def test_closed_form_gradient_matches_autograd():

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from compression_helpers import DIMS, MODULES, make_upload, orthogonal_factors, random_adapter
 
 from lit_airlora.compression.components import ModuleFactors
 from lit_airlora.compression.lowrank import factored_frobenius_sq
@@ -17,6 +16,13 @@ from lit_airlora.compression.soft import (
     top_components,
 )
 from lit_airlora.lora.masks import component_importance
+from tests.compression.compression_helpers import (
+    DIMS,
+    MODULES,
+    make_upload,
+    orthogonal_factors,
+    random_adapter,
+)
 
 
 def test_importance_equals_singular_values_under_orthogonality():

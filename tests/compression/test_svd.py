@@ -1,10 +1,11 @@
 """SVD truncation of the local product against a numpy SVD."""
 
 import numpy as np
+import pytest
 import torch
-from compression_helpers import MODULES, make_upload, random_adapter
 
 from lit_airlora.compression.svd import SVDTruncation
+from tests.compression.compression_helpers import MODULES, make_upload, random_adapter
 
 
 def test_svd_truncation_sends_the_best_rank_k_components():
@@ -29,3 +30,11 @@ def test_svd_truncation_sends_the_best_rank_k_components():
     np.testing.assert_allclose(stats["sparsification_error"], error, rtol=1e-5)
     assert encoded.meta["index_bits"] == 0
     assert encoded.payload_bits() == 32 * 2 * (12 + 10 + 12 + 6)
+
+
+def test_svd_truncation_needs_both_factors():
+    g = torch.Generator().manual_seed(1)
+    upload = make_upload(0, 4, 4, g)
+    only_b = upload.replace(tensors={n: t for n, t in upload.tensors.items() if "lora_B" in n})
+    with pytest.raises(ValueError, match="SVDTruncation rotates both LoRA factors"):
+        SVDTruncation(0.5).encode(only_b, random_adapter(4, g), g)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from policy_helpers import observation
 
 from lit_airlora.channel.beamforming import ManifoldBeamformer, MatchedFilterBeamformer
 from lit_airlora.channel.fading import AWGN, SmallScale
 from lit_airlora.policy.aircomp_mse import MimoAirCompMSE, SisoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection
+from tests.policy.policy_helpers import observation
 
 
 class IidMIMO(SmallScale):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from policy_helpers import observation
 
 from lit_airlora.policy.aircomp_mse import SisoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection, backtracking_search
 from lit_airlora.policy.gap_bound import GapBound, aggregation_mse, truncation_error
 from lit_airlora.policy.spectrum import tail_energy, update_spectrum
+from tests.policy.policy_helpers import observation
 
 
 def test_update_spectrum_matches_numpy_svd():

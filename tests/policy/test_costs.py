@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from policy_helpers import observation, opt_1p3b_shapes
 
 from lit_airlora.policy import costs
 from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
+from tests.policy.policy_helpers import observation, opt_1p3b_shapes
 
 BANDWIDTH_HZ = 100e6
 LATENCY_S = 1.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from policy_helpers import observation, random_observation
 
 from lit_airlora.policy import costs
 from lit_airlora.policy.aircomp_mse import SisoAirCompMSE
@@ -13,6 +12,7 @@ from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
 from lit_airlora.policy.fixed import FixedRank
 from lit_airlora.policy.importance import ImportanceBudget
 from lit_airlora.policy.observation import check_required
+from tests.policy.policy_helpers import observation, random_observation
 
 
 def policies(rank_min: int):
