@@ -5,7 +5,6 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from rank_policy_helpers import ScriptedRanks
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -16,6 +15,7 @@ from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
 from lit_airlora.policy.fixed import FixedRank
 from lit_airlora.policy.importance import ImportanceBudget
+from tests.callbacks.rank_policy_helpers import ScriptedRanks
 
 
 class TinyNet(nn.Module):

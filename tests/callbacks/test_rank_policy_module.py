@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from rank_policy_helpers import ScriptedRanks
 
 from lit_airlora.callbacks.rank_policy import RankPolicyCallback
 from lit_airlora.channel.large_scale import FixedSNR
 from lit_airlora.policy.aircomp_mse import SisoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection
+from tests.callbacks.rank_policy_helpers import ScriptedRanks
 from tests.helpers import tiny_fit
 
 SMALL = {"clients_per_round": 2, "local_steps": 1}

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from soft_helpers import PlainLoRAModule, plain_trainer, round_context
 
 from lit_airlora.callbacks.soft import SOFT, add_orthogonality_grads_
 from lit_airlora.compression.orthogonality import orthogonality_penalty
 from lit_airlora.compression.soft import SOFTEncoder
 from lit_airlora.lora.layers import find_lora_layers
+from tests.callbacks.soft_helpers import PlainLoRAModule, plain_trainer, round_context
 
 
 def _off_diagonal_energy(module) -> float:

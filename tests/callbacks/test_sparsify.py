@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from soft_helpers import round_context
 
 from lit_airlora.callbacks.sparsify import Sparsify
 from lit_airlora.compression.base import NoCompression, client_generator
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.svd import SVDTruncation
 from lit_airlora.compression.topk import TopK
+from tests.callbacks.soft_helpers import round_context
 
 
 @pytest.mark.parametrize("encoder", [TopK(0.75), RandomK(0.75), SVDTruncation(0.75)])

@@ -3,7 +3,6 @@
 from types import SimpleNamespace
 
 import pytest
-from soft_helpers import peft_mlp, round_context
 
 from lit_airlora.callbacks.soft import SOFT
 from lit_airlora.callbacks.tsfa import TSFA
@@ -11,6 +10,7 @@ from lit_airlora.channel.fading import AWGN
 from lit_airlora.channel.large_scale import FixedSNR
 from lit_airlora.control.structural_rank import RankBound
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
+from tests.callbacks.soft_helpers import peft_mlp, round_context
 
 # peft_mlp: Linear(16 -> 24) and Linear(24 -> 8), max rank 4.
 DIMS = [(16, 24), (24, 8)]
