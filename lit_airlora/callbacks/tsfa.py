@@ -42,15 +42,16 @@ class TSFA(Callback):
     ``r``-bit mask per module); ``E_sp(rho)`` is the relative energy of the dropped components
     under orthogonality, from the importance profile ``s_i`` of the global adapter at round
     start (uniform when all ``s_i`` are zero), averaged over modules. With ``schedule_clients``
-    the clients needing the most bandwidth are dropped while the round would exceed ``T_bar``
-    (at least ``min_clients`` stay); their uploads are removed at the encode stage.
+    the clients needing the most bandwidth are dropped while even the sparsest ``rho`` would
+    exceed ``T_bar`` (deep fades; at least ``min_clients`` stay), before ``rho`` is chosen for
+    the others; their uploads are removed at the encode stage.
 
     A budget no allocation can meet fails at fit start: the minimum feasible ``T_bar`` is the
     equalised latency of round 0's clients at their mean SNR (``E|h|^2 = 1``) with the sparsest
     ``rho`` of the grid (and only the best ``min_clients`` when scheduling).
 
-    Channel draws use generators seeded by ``(seed, round, client)``, so a resumed run redraws
-    the same channels; the checkpoint holds the queue and latency totals.
+    Channel draws are seeded by ``(seed, round, client)``: a resumed run redraws the same
+    channels; the checkpoint holds the queue and latency totals.
 
     Logs ``tsfa/rho``, ``tsfa/queue`` (after the update), ``tsfa/round_latency_s``,
     ``tsfa/avg_latency_s``, ``tsfa/bandwidth_share_min``, ``tsfa/error_model``,
@@ -63,13 +64,14 @@ class TSFA(Callback):
         small_scale: Block fading, unit mean power (default: Rayleigh).
         compute_time_s: Local computation time ``T_cmp`` per round, one value or one per
             client id.
-        penalty_weight: ``V``, the weight of the sparsification error against latency.
+        penalty_weight: ``V``, the weight of the (relative) sparsification error against
+            ``Q(t) T`` in s^2: scale it with the square of typical round latencies.
         rho_grid: Candidate sparsity ratios, each in ``[0, 1)`` (default ``0, 0.1, ..., 0.9``).
         structural_rank: Fixed ``r*``; ``None`` minimises the bound of ``rank_bound``.
         rank_bound: Constants of the rank bound (default :class:`RankBound` defaults).
         num_clients: Clients of every round when the datamodule has no ``schedule`` (with a
             :class:`~lit_airlora.datamodules.schedule.RoundSchedule`, its clients are used).
-        schedule_clients: Drop bandwidth-hungry clients while a round would exceed ``T_bar``.
+        schedule_clients: Drop the clients that keep the sparsest round over ``T_bar``.
         min_clients: Clients always kept by scheduling.
         seed: Seed of the channel draws.
     """

@@ -31,6 +31,7 @@ class SVDTruncation(SparseEncoder):
     def encode(self, upload, global_adapter, generator):
         updates, keep, error = dict(upload.tensors), {}, 0.0
         for module in sorted(upload.ranks):
+            _check_both_factors(upload, module)
             factors = module_factors(upload, global_adapter, module)
             rotated_a, rotated_b, singular = svd_factors(factors.local_a, factors.local_b)
             keep[module] = torch.arange(singular.numel()) < keep_count(singular.numel(), self.rho)
@@ -59,3 +60,12 @@ def svd_factors(lora_a: Tensor, lora_b: Tensor) -> tuple[Tensor, Tensor, Tensor]
     rotated_a, rotated_b = lora_a.float().clone(), lora_b.float().clone()
     rotate_to_svd(rotated_a, rotated_b, lora_a.shape[0])
     return rotated_a, rotated_b, component_importance(rotated_a, rotated_b)
+
+
+def _check_both_factors(upload, module: str) -> None:
+    missing = [name for name in factor_names(module) if name not in upload.tensors]
+    if missing:
+        raise ValueError(
+            f"SVDTruncation rotates both LoRA factors, but the upload has no {missing[0]!r}: "
+            "use it with an aggregator that trains A and B (FedIT), or use SOFT or TopK."
+        )

@@ -45,21 +45,22 @@ def plan_round(
     budget_s: float | None = None,
     min_clients: int = 1,
 ) -> RoundPlan:
-    """Drift-plus-penalty choice, then (with ``budget_s``) scheduling if the round is too long.
+    """Bandwidth-aware scheduling (with ``budget_s``), then the drift-plus-penalty choice.
 
+    Scheduling drops the clients that keep even the smallest payload of the grid from fitting
+    in ``budget_s`` (deep fades), so the controller trades accuracy for latency only over
+    clients that can meet the budget; rounds may still exceed it when the queue allows.
     Arguments as in :func:`drift_plus_penalty` and :func:`schedule_clients`; ``budget_s=None``
     keeps every client.
     """
-    choice = drift_plus_penalty(
-        errors, payload_bits, compute_s, snr, bandwidth_hz, queue_s, penalty_weight
-    )
     kept = torch.ones(snr.numel(), dtype=torch.bool)
-    if budget_s is None or choice.latency_s <= budget_s:
-        return RoundPlan(choice.index, choice.latency_s, choice.shares, kept)
-    payload = payload_bits[choice.index : choice.index + 1]
-    kept = schedule_clients(float(payload), compute_s, snr, bandwidth_hz, budget_s, min_clients)
-    latency_s, shares = equalise_finish_time(payload, compute_s[kept], snr[kept], bandwidth_hz)
-    return RoundPlan(choice.index, float(latency_s[0]), shares[0], kept)
+    if budget_s is not None:
+        smallest = float(payload_bits.min())
+        kept = schedule_clients(smallest, compute_s, snr, bandwidth_hz, budget_s, min_clients)
+    choice = drift_plus_penalty(
+        errors, payload_bits, compute_s[kept], snr[kept], bandwidth_hz, queue_s, penalty_weight
+    )
+    return RoundPlan(choice.index, choice.latency_s, choice.shares, kept)
 
 
 @dataclass(frozen=True)

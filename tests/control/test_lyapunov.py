@@ -45,15 +45,17 @@ def test_virtual_queue_keeps_time_average_latency_at_the_budget():
     assert float(dense_s[0]) > 1.2 * budget_s
 
 
-def test_scheduling_bounds_every_round_under_rayleigh_fading():
-    """Rayleigh fading makes the weakest client's latency heavy-tailed; scheduling drops it in
-    deep fades so every round, hence the average, stays within the budget (100 rounds, seed 0)."""
+def test_scheduling_keeps_the_average_at_the_budget_under_rayleigh_fading():
+    """Rayleigh fading makes a weak client's latency heavy-tailed (its mean diverges); dropping
+    clients whose deep fade keeps even the sparsest round over budget restores the queue's
+    guarantee: avg T <= T_bar + Q(N) / N, within 2% of T_bar (300 rounds, seed 0)."""
 
     def fading(g):
         return torch.empty(5, dtype=torch.float64).exponential_(generator=g)
 
-    average_s, queue_s, _ = _run(100, 1.0, fading, budget_for_scheduling=1.0)
-    assert average_s <= 1.0 and queue_s == 0.0
+    average_s, queue_s, _ = _run(300, 1.0, fading, budget_for_scheduling=1.0)
+    assert average_s <= 1.0 + queue_s / 300 + 1e-9
+    assert average_s <= 1.02
 
 
 def test_queue_update():
@@ -73,14 +75,15 @@ def test_scheduling_drops_the_weakest_client_until_the_round_fits():
     snr = torch.tensor([0.01, 10.0, 10.0], dtype=torch.float64)
     compute_s = torch.zeros(3, dtype=torch.float64)
     full, _ = equalise_finish_time(torch.tensor([1e6]), compute_s, snr, 1e6)
-    kept = schedule_clients(1e6, compute_s, snr, 1e6, budget_s=float(full[0]) / 2, min_clients=1)
+    budget_s = float(full[0]) / 2
+    kept = schedule_clients(1e6, compute_s, snr, 1e6, budget_s=budget_s, min_clients=1)
     assert kept.tolist() == [False, True, True]
     assert schedule_clients(1e6, compute_s, snr, 1e6, 0.0, min_clients=2).sum() == 2
-    errors = torch.zeros(1, dtype=torch.float64)
-    plan = plan_round(
-        errors, torch.tensor([1e6]), compute_s, snr, 1e6, 0.0, 1.0, budget_s=float(full[0]) / 2
-    )
+    # In a plan, scheduling looks at the smallest payload; the choice then runs on the rest.
+    errors = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    payload = torch.tensor([4e6, 1e6], dtype=torch.float64)
+    plan = plan_round(errors, payload, compute_s, snr, 1e6, 0.0, 1.0, budget_s=budget_s)
     assert plan.kept.tolist() == [False, True, True] and plan.shares.numel() == 2
-    assert plan.latency_s <= float(full[0]) / 2 and plan.latency_s == pytest.approx(
-        float(equalise_finish_time(torch.tensor([1e6]), compute_s[1:], snr[1:], 1e6)[0][0])
-    )
+    assert plan.index == 0  # empty queue: the accurate choice, even over budget
+    rest, _ = equalise_finish_time(payload[:1], compute_s[1:], snr[1:], 1e6)
+    assert plan.latency_s == pytest.approx(float(rest[0]))
