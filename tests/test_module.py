@@ -109,3 +109,19 @@ def test_bad_module_arguments(tiny_llama_dir, kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         tiny_module(tiny_llama_dir, **kwargs)
+
+
+def test_kept_client_optimizer_state_is_checkpointed_and_resumes(
+    tmp_path, tiny_llama_dir, tokenizer
+):
+    kwargs = {"keep_client_optimizer_state": True}
+    _, full = tiny_fit(tmp_path / "full", tiny_llama_dir, tokenizer, 3, module_kwargs=kwargs)
+    assert full.clients.optimizer_states  # clients seen so far keep their Adam moments
+    trainer, _ = tiny_fit(tmp_path / "cut", tiny_llama_dir, tokenizer, 1, module_kwargs=kwargs)
+    ckpt_path = trainer.checkpoint_callback.best_model_path
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["federation"]["clients"]["optimizer_states"]
+    _, resumed = tiny_fit(
+        tmp_path / "cut", tiny_llama_dir, tokenizer, 3, module_kwargs=kwargs, ckpt_path=ckpt_path
+    )
+    torch.testing.assert_close(_flat(resumed.global_adapter), _flat(full.global_adapter))
