@@ -6,7 +6,8 @@ import torch
 from typing_extensions import override
 
 from lit_airlora.callbacks.remote_link import RemoteLinkMixin
-from lit_airlora.compression.base import Encoder, client_generator
+from lit_airlora.channel.seeding import make_generator
+from lit_airlora.compression.base import Encoder
 from lit_airlora.federated.upload import RoundContext
 
 
@@ -62,7 +63,7 @@ class Sparsify(RemoteLinkMixin):
         sums = dict.fromkeys(("kept_fraction", *self.encoder.stat_names), 0.0)
         encoded = []
         for upload in ctx.uploads:
-            generator = client_generator(ctx.generator_seed, upload.client_id)
+            generator = make_generator(ctx.generator_seed, upload.client_id)
             new, stats = self.encoder.encode(upload, ctx.global_adapter, generator)
             stats["kept_fraction"] = new.num_values() / max(upload.num_values(), 1)
             for key, value in stats.items():

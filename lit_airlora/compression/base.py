@@ -68,11 +68,3 @@ def keep_count(total: int, rho: float) -> int:
     """``ceil((1 - rho) * total)``: how many of ``total`` items a ratio ``rho`` keeps."""
     # round() first so that e.g. (1 - 0.7) * 10 = 3.0000000000000004 keeps 3, not 4.
     return min(total, math.ceil(round((1.0 - rho) * total, 9)))
-
-
-def client_generator(seed: int, client_id: int) -> torch.Generator:
-    """A CPU generator for one client in one round, from the round's shared seed.
-
-    The same ``(seed, client_id)`` gives the same numbers on any DDP rank.
-    """
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(client_id)) % 2**63)

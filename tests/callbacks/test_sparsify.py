@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lit_airlora.callbacks.sparsify import Sparsify
-from lit_airlora.compression.base import NoCompression, client_generator
+from lit_airlora.channel.seeding import make_generator
+from lit_airlora.compression.base import NoCompression
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.svd import SVDTruncation
 from lit_airlora.compression.topk import TopK
@@ -24,7 +25,7 @@ def test_random_positions_come_from_the_round_seed_and_client_id():
     ctx = round_context()
     raw = ctx.uploads[1]
     Sparsify(RandomK(0.5)).on_upload_encode(None, None, ctx)
-    expected, _ = RandomK(0.5).encode(raw, ctx.global_adapter, client_generator(1234, 1))
+    expected, _ = RandomK(0.5).encode(raw, ctx.global_adapter, make_generator(1234, 1))
     for name, mask in expected.masks.items():
         assert torch.equal(ctx.uploads[1].masks[name], mask)
 

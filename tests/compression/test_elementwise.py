@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_airlora.compression.base import client_generator, keep_count
+from lit_airlora.channel.seeding import make_generator
+from lit_airlora.compression.base import keep_count
 from lit_airlora.compression.bits import index_bits
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.topk import TopK
@@ -41,9 +42,9 @@ def test_randomk_is_reproducible_per_client_and_round_and_uniform():
     g = torch.Generator().manual_seed(1)
     upload = make_upload(3, 4, 4, g)
     encoder = RandomK(rho=0.5)
-    first, _ = encoder.encode(upload, {}, client_generator(11, 3))
-    again, _ = encoder.encode(upload, {}, client_generator(11, 3))
-    other, _ = encoder.encode(upload, {}, client_generator(11, 4))
+    first, _ = encoder.encode(upload, {}, make_generator(11, 3))
+    again, _ = encoder.encode(upload, {}, make_generator(11, 3))
+    other, _ = encoder.encode(upload, {}, make_generator(11, 4))
     name = "layers.0.q_proj.lora_A"
     assert torch.equal(first.masks[name], again.masks[name])
     assert not torch.equal(first.masks[name], other.masks[name])
@@ -60,7 +61,7 @@ def test_randomk_is_reproducible_per_client_and_round_and_uniform():
 def test_unbiased_randomk_scales_kept_values():
     g = torch.Generator().manual_seed(3)
     upload = make_upload(0, 4, 4, g)
-    encoded, _ = RandomK(rho=0.75, unbiased=True).encode(upload, {}, client_generator(0, 0))
+    encoded, _ = RandomK(rho=0.75, unbiased=True).encode(upload, {}, make_generator(0, 0))
     name = "layers.0.v_proj.lora_B"
     mask = encoded.masks[name]
     n = upload.tensors[name].numel()
