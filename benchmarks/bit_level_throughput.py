@@ -11,7 +11,7 @@ an SNR where no block fails (so no retransmission inflates our side):
 Prints payload bits per second of both (median of ``--repeats`` interleaved runs after a
 warm-up) and the time ratio ours / raw (the target is <= 1.2).
 
-    python benchmarks/bit_level_throughput.py [--payload-bits 50000] [--repeats 3]
+    python benchmarks/bit_level_throughput.py [--payload-bits 50000] [--repeats 3] [--num-threads 1]
 """
 
 from __future__ import annotations
@@ -81,7 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payload-bits", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--num-threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
     link = BitLevelLink(BITS_PER_SYMBOL, CODE_RATE, BLOCK_LENGTH, max_payload_bits=10**7)
     link.setup("cpu")
