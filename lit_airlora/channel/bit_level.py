@@ -208,7 +208,7 @@ class BitLevelLink(DigitalLink):
         return bits
 
     def _to_blocks(self, bits: Tensor) -> Tensor:
-        num = max(math.ceil(bits.numel() / self.block_bits), 0)
+        num = math.ceil(bits.numel() / self.block_bits)
         padded = torch.zeros(num * self.block_bits, dtype=torch.float32, device=self._device)
         padded[: bits.numel()] = bits.to(device=self._device, dtype=torch.float32)
         return padded.reshape(num, self.block_bits)
