@@ -247,17 +247,20 @@ class FederatedLoRAModule(LightningModule):
             self.global_adapter, ctx.aggregate, self.hparams.server_learning_rate
         )
         load_adapter_tensors(self.lora_layers, self.global_adapter)
-        self.round_metrics = {
-            **ctx.metrics,
-            **self.ledger.record(ctx.uploads),
-            "round/train_loss": self._round_train_loss(),
-            "round/skipped_nonfinite": float(not finite),
-            "round/token_entropy": self.clients.token_entropy(),
-        }
-        self.last_metrics.update(self.round_metrics)
+        ctx.metrics.update(
+            {
+                **self.ledger.record(ctx.uploads),
+                "round/train_loss": self._round_train_loss(),
+                "round/skipped_nonfinite": float(not finite),
+                "round/token_entropy": self.clients.token_entropy(),
+            }
+        )
+        self.last_metrics.update(ctx.metrics)
         if not finite:
             log.warning("Round %d: non-finite aggregate; global adapter left unchanged.", round_idx)
+        # Callbacks observe the new global adapter and may add metrics of their own.
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
+        self.round_metrics = dict(ctx.metrics)
 
     def _round_train_loss(self) -> float:
         local = torch.tensor(
