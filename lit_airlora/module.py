@@ -79,6 +79,7 @@ class FederatedLoRAModule(LightningModule):
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base model
         self.tokenizer = load_tokenizer(model, gguf_file, cache_dir)
         self.model = wrap_lora(load_causal_lm(model, gguf_file, cache_dir), self.lora_settings)
+        self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
         self.lora_layers = find_lora_layers(self.model)
         self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
         _check_client_ranks(client_ranks, self.max_rank)
