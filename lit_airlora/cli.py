@@ -39,8 +39,10 @@ class AirLoRACLI(LightningCLI):
         exported = getattr(module, "exported_adapter_dir", None)
         if exported is not None:
             lines.append(f"Exported adapter (peft format): {exported}")
-        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:
-            lines.append(f"Last checkpoint: {trainer.checkpoint_callback.last_model_path}")
+        checkpoint = trainer.checkpoint_callback
+        saved = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
+        if saved:
+            lines.append(f"Checkpoint (resume with --ckpt_path): {saved}")
         history = getattr(module, "perplexity_history", None)
         if history:
             lines.append("Held-out perplexity by round: " + ", ".join(f"{p:.2f}" for p in history))
