@@ -22,12 +22,19 @@ def main(out_dir: str, model_dir: str, devices: int) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from lit_airlora.callbacks.rank_policy import RankPolicyCallback
+    from lit_airlora.policy.importance import ImportanceBudget
+
     strategy = "ddp" if devices > 1 else "auto"
+    # Ranks move between rounds (importance budget of 10 components over 4 modules): DDP, the
+    # optimizer and the masks must keep the ranks in step.
+    policy = RankPolicyCallback(ImportanceBudget(total_rank_budget=10), heatmap_every_n_rounds=100)
     trainer, module = tiny_fit(
         Path(out_dir),
         model_dir,
         tokenizer,
-        max_epochs=2,
+        max_epochs=3,
+        callbacks=[policy],
         data_kwargs={"clients_per_round": 4},
         devices=devices,
         strategy=strategy,
@@ -38,6 +45,7 @@ def main(out_dir: str, model_dir: str, devices: int) -> None:
             {
                 "global_adapter": module.global_adapter,
                 "bits": module.ledger.total_bits,
+                "ranks": module.ranks,
                 "train_loss": float(trainer.logged_metrics["round/train_loss"]),
             },
             Path(out_dir) / f"result_{devices}.pt",

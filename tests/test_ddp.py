@@ -1,4 +1,5 @@
-"""DDP: a 2-process CPU (gloo) run gives the same global adapter as the 1-process run."""
+"""DDP: a 2-process CPU (gloo) run gives the same global adapter as the 1-process run, with a
+rank policy changing ranks between rounds."""
 
 import os
 import subprocess
@@ -30,4 +31,5 @@ def test_two_ranks_match_one_rank(tmp_path, tiny_llama_dir):
     for name, value in one["global_adapter"].items():
         torch.testing.assert_close(two["global_adapter"][name], value, rtol=1e-4, atol=1e-6)
     assert two["bits"] == one["bits"]
+    assert two["ranks"] == one["ranks"] and sum(one["ranks"].values()) == 10
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
