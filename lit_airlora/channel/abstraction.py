@@ -26,6 +26,7 @@ from lit_airlora.channel.link import (
     DigitalLink,
     LinkReport,
     check_link_inputs,
+    client_generators,
     delivered_bits,
     noise_variance,
     payload_length,
@@ -141,9 +142,10 @@ class AbstractionLink(DigitalLink):
         payloads: Sequence[Tensor | int],
         snr_db: Tensor,
         fading: Tensor,
-        generator: torch.Generator,
+        generator: torch.Generator | Sequence[torch.Generator],
     ) -> LinkReport:
         check_link_inputs(payloads, snr_db, fading)
+        generators = client_generators(generator, len(payloads))
         if self._device is None:
             self.setup(fading.device)
         grid = self.sinr_grid(fading, noise_variance(snr_db))
@@ -156,8 +158,8 @@ class AbstractionLink(DigitalLink):
         )
         lengths = [payload_length(p) for p in payloads]
         draws = [
-            harq_attempts(num_blocks(n, int(b)), float(p), self.max_retransmissions, generator)
-            for n, b, p in zip(lengths, tb_bits, tbler.cpu(), strict=True)
+            harq_attempts(num_blocks(n, int(b)), float(p), self.max_retransmissions, g)
+            for n, b, p, g in zip(lengths, tb_bits, tbler.cpu(), generators, strict=True)
         ]
         extras = {
             "mcs_index": mcs.cpu().to(torch.int64),

@@ -22,6 +22,7 @@ from lit_airlora.channel.link import (
     DigitalLink,
     LinkReport,
     check_link_inputs,
+    client_generators,
     delivered_bits,
     noise_variance,
 )
@@ -121,14 +122,15 @@ class BitLevelLink(DigitalLink):
         payloads: Sequence[Tensor | int],
         snr_db: Tensor,
         fading: Tensor,
-        generator: torch.Generator,
+        generator: torch.Generator | Sequence[torch.Generator],
     ) -> LinkReport:
         check_link_inputs(payloads, snr_db, fading)
+        generators = client_generators(generator, len(payloads))
         if self._device is None:
             self.setup(fading.device)
         no = noise_variance(snr_db)
         results = [
-            self._transmit_one(bits, float(no[k]), fading[k], generator)
+            self._transmit_one(bits, float(no[k]), fading[k], generators[k])
             for k, bits in enumerate(payloads)
         ]
         return _report(results, self.block_bits, self.bandwidth_hz, self.tx_power_w)

@@ -90,7 +90,7 @@ class DigitalLink:
         payloads: Sequence[Tensor | int],
         snr_db: Tensor,
         fading: Tensor,
-        generator: torch.Generator,
+        generator: torch.Generator | Sequence[torch.Generator],
     ) -> LinkReport:
         """Send one payload per client.
 
@@ -99,7 +99,9 @@ class DigitalLink:
                 ``corrupts_bits = False``, just their number ``L_k``.
             snr_db: ``[K]`` mean SNR per client in dB.
             fading: ``[K, num_rx, num_tx, num_subcarriers]`` complex, one block per client.
-            generator: Source of all randomness (noise, block errors).
+            generator: Source of all randomness (noise, block errors), or one generator per
+                client (client ``k``'s draws then come from ``generator[k]`` alone, so its
+                outcome does not depend on the other clients of the call).
 
         Returns:
             The :class:`LinkReport`.
@@ -110,6 +112,20 @@ class DigitalLink:
 def noise_variance(snr_db: Tensor) -> Tensor:
     """Noise variance per complex dimension ``N_0 = 10^(-snr_db / 10)`` for unit-energy symbols."""
     return 10.0 ** (-snr_db.to(torch.float64) / 10.0)
+
+
+def client_generators(
+    generator: torch.Generator | Sequence[torch.Generator], num_clients: int
+) -> list[torch.Generator]:
+    """One generator per client: the shared one ``num_clients`` times, or the given list."""
+    if isinstance(generator, torch.Generator):
+        return [generator] * num_clients
+    generators = list(generator)
+    if len(generators) != num_clients:
+        raise ValueError(
+            f"`generator` has {len(generators)} entries; expected one per client ({num_clients})."
+        )
+    return generators
 
 
 def payload_length(payload: Tensor | int) -> int:
@@ -134,16 +150,25 @@ def received_value_mask(
 ) -> Tensor:
     """``[num_values]`` bool: values whose bits all lie in received blocks.
 
-    Value ``i`` occupies payload bits ``[i q, (i + 1) q)``; with ``q <= block_bits`` it touches
-    at most two blocks, those of its first and last bit.
+    Value ``i`` occupies payload bits ``[i q, (i + 1) q)``, so lost block ``b`` (bits
+    ``[b B, (b + 1) B)``) takes out values ``floor(b B / q)`` to ``ceil((b + 1) B / q) - 1``.
+    Those ranges are marked with a difference array: the work is one pass over the values plus
+    one step per lost block, with no per-value block lookup.
     """
     if bits_per_value > block_bits:
         raise ValueError(
             f"`bits_per_value` ({bits_per_value}) must be <= `block_bits` ({block_bits})."
         )
-    start = torch.arange(num_values, device=block_ok.device) * bits_per_value
-    first, last = start // block_bits, (start + bits_per_value - 1) // block_bits
-    return block_ok[first] & block_ok[last]
+    lost = torch.nonzero(~block_ok.bool()).reshape(-1).to(torch.int64)
+    device = block_ok.device
+    if lost.numel() == 0:
+        return torch.ones(num_values, dtype=torch.bool, device=device)
+    first = (lost * block_bits // bits_per_value).clamp(max=num_values)
+    end = (((lost + 1) * block_bits + bits_per_value - 1) // bits_per_value).clamp(max=num_values)
+    delta = torch.zeros(num_values + 1, dtype=torch.int32, device=device)
+    ones = torch.ones_like(first, dtype=torch.int32)
+    delta.index_add_(0, first, ones).index_add_(0, end, -ones)
+    return delta.cumsum(0, dtype=torch.int32)[:num_values] == 0
 
 
 def delivered_bits(block_ok: Tensor, block_bits: int, payload_bits: int) -> float:

@@ -3,11 +3,15 @@
 A quantiser turns the flat vector of values one tensor sends into integer ``codes`` of
 ``bits_per_value`` bits each (plus per-tensor side information, e.g. a float32 scale), so a
 digital link can pack them into bits, corrupt or drop them, and the server can map the received
-codes back to values. Quantisers are chosen from YAML by ``class_path``.
+codes back to values. An upload's tensors are quantised in one pass over their concatenated
+values (``quantize_segments``: one segment, and one scale, per tensor), as a loop over hundreds
+of small tensors costs far more than the arithmetic. Quantisers are chosen from YAML by
+``class_path``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +34,21 @@ class QuantizedTensor:
 
     codes: Tensor
     scale: Tensor
+
+
+@dataclass
+class QuantizedSegments:
+    """Quantised values of consecutive segments (one tensor each) of a flat vector.
+
+    Attributes:
+        codes: ``[N]`` int64 codes of all segments, in order.
+        scales: ``[T]`` float32 per-segment scales (zeros for float formats).
+        counts: Values per segment (summing to ``N``).
+    """
+
+    codes: Tensor
+    scales: Tensor
+    counts: list[int]
 
 
 class Quantizer:
@@ -55,6 +74,29 @@ class Quantizer:
         """Bits on the air for ``num_values`` values spread over ``num_tensors`` tensors."""
         return num_values * self.bits_per_value + num_tensors * self.side_info_bits
 
+    def quantize_segments(
+        self, values: Tensor, counts: Sequence[int], generator: torch.Generator | None = None
+    ) -> QuantizedSegments:
+        """Codes of ``values`` (``[N]``) cut in segments of ``counts``, each its own tensor.
+
+        Same codes as :meth:`quantize` on every segment; subclasses vectorise this loop.
+        """
+        parts = [self.quantize(v, generator) for v in values.split(list(counts))]
+        if not parts:
+            return _empty_segments(values.device)
+        codes = torch.cat([p.codes for p in parts])
+        return QuantizedSegments(codes, torch.stack([p.scale for p in parts]), list(counts))
+
+    def dequantize_segments(self, quantized: QuantizedSegments) -> Tensor:
+        """``[N]`` float32 values of segmented codes (:meth:`dequantize` on every segment)."""
+        parts = [
+            self.dequantize(QuantizedTensor(codes, scale))
+            for codes, scale in zip(
+                quantized.codes.split(quantized.counts), quantized.scales, strict=True
+            )
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, device=quantized.codes.device)
+
 
 class _FloatFormat(Quantizer):
     """Values cast to a 16-bit float format; the code is its bit pattern."""
@@ -73,6 +115,17 @@ class _FloatFormat(Quantizer):
         codes = quantized.codes
         signed = torch.where(codes >= 1 << 15, codes - (1 << 16), codes).to(torch.int16)
         return signed.view(self.dtype).to(torch.float32)
+
+    def quantize_segments(
+        self, values: Tensor, counts: Sequence[int], generator: torch.Generator | None = None
+    ) -> QuantizedSegments:
+        # Element-wise format: no per-segment side information.
+        codes = self.quantize(values, generator).codes
+        scales = torch.zeros(len(counts), device=values.device)
+        return QuantizedSegments(codes, scales, list(counts))
+
+    def dequantize_segments(self, quantized: QuantizedSegments) -> Tensor:
+        return self.dequantize(QuantizedTensor(quantized.codes, quantized.scales))
 
 
 class Float16(_FloatFormat):
@@ -123,6 +176,26 @@ class UniformQuantizer(Quantizer):
         step = self.step(quantized.scale)
         return quantized.codes.to(torch.float32) * step - quantized.scale
 
+    def quantize_segments(
+        self, values: Tensor, counts: Sequence[int], generator: torch.Generator | None = None
+    ) -> QuantizedSegments:
+        # The per-tensor formulas of `quantize`, with each segment's scale and step repeated over
+        # its values: the codes are bit-identical to a loop over the segments.
+        counts = list(counts)
+        magnitude = values.detach().float().abs()
+        scales = segment_amax(magnitude, counts)
+        steps = self.step(scales)
+        scale_v, step_v = _repeat(scales, counts), _repeat(steps, counts)
+        position = (values.detach().float() + scale_v) / step_v
+        position = torch.where(step_v == 0, torch.zeros_like(position), position)
+        codes = self._round(position, generator).clamp(0, self.num_intervals)
+        return QuantizedSegments(codes.to(torch.int64), scales, counts)
+
+    def dequantize_segments(self, quantized: QuantizedSegments) -> Tensor:
+        counts = quantized.counts
+        step_v = _repeat(self.step(quantized.scales), counts)
+        return quantized.codes.to(torch.float32) * step_v - _repeat(quantized.scales, counts)
+
     def step(self, scale: Tensor) -> Tensor:
         """Width ``delta = 2 s / (2^b - 1)`` of one quantisation interval."""
         return 2.0 * scale / self.num_intervals
@@ -169,6 +242,24 @@ def _check_bits(bits: object) -> None:
             f"`bits` ({bits!r}) is not supported: use one of {SUPPORTED_BITS}, or Float16 / "
             "BFloat16 for 16 bits per value."
         )
+
+
+def segment_amax(values: Tensor, counts: Sequence[int]) -> Tensor:
+    """``[T]`` float32 maximum of each segment of non-negative ``values`` (0 when empty)."""
+    segments = _repeat(torch.arange(len(counts), device=values.device), counts)
+    initial = torch.zeros(len(counts), dtype=torch.float32, device=values.device)
+    return initial.scatter_reduce(0, segments, values.float(), "amax")
+
+
+def _repeat(per_segment: Tensor, counts: Sequence[int]) -> Tensor:
+    """Each segment's entry repeated over its values: ``[T] -> [sum(counts)]``."""
+    repeats = torch.as_tensor(counts, dtype=torch.int64, device=per_segment.device)
+    return torch.repeat_interleave(per_segment, repeats, output_size=int(sum(counts)))
+
+
+def _empty_segments(device: torch.device) -> QuantizedSegments:
+    empty = torch.zeros(0, device=device)
+    return QuantizedSegments(empty.to(torch.int64), empty, [])
 
 
 def pack_bits(codes: Tensor, bits_per_value: int) -> Tensor:

@@ -104,6 +104,22 @@ def test_same_generator_seed_same_outcome(adaptive):
     assert torch.equal(run()[0], run()[0])
 
 
+def test_a_generator_per_client_isolates_their_draws():
+    # Client 1's blocks depend on its own generator only, not on who else is in the call.
+    link = AbstractionLink(mcs_index=10, max_retransmissions=1)  # TBLER about 0.1 at 3 dB
+
+    def client_one(payloads, snr_db) -> tuple[torch.Tensor, int]:
+        generators = [torch.Generator().manual_seed(10 + k) for k in range(len(payloads))]
+        report = link.transmit(payloads, torch.tensor(snr_db), _awgn(len(payloads)), generators)
+        return report.block_ok[1], int(report.retransmissions[1])
+
+    (together, retx), (other, other_retx) = (
+        client_one([300_000, 100_000], [2.0, 3.0]),
+        client_one([10_000, 100_000], [9.0, 3.0]),
+    )
+    assert retx > 0 and retx == other_retx and torch.equal(together, other)
+
+
 def test_frequency_selective_mimo_uses_effective_sinr(adaptive):
     h = torch.randn(2, 2, 2, 16, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
     report = adaptive.transmit([50_000, 50_000], torch.tensor([15.0, 15.0]), h, torch.Generator())

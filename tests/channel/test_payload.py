@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from lit_airlora.channel.link import received_value_mask
-from lit_airlora.channel.payload import decode_upload, encode_upload, payload_bitstream
+from lit_airlora.channel.payload import (
+    decode_upload,
+    encode_upload,
+    payload_bitstream,
+    sent_index,
+)
 from lit_airlora.channel.quantize import SCALE_BITS, Float16, UniformQuantizer
 from lit_airlora.federated.upload import Upload
 
@@ -61,3 +66,27 @@ def test_values_touching_a_lost_block_are_lost():
     mask = received_value_mask(ok, block_bits=10, num_values=7, bits_per_value=4)
     # value bits: [0,4) [4,8) [8,12) [12,16) [16,20) [20,24) [24,28)
     assert mask.tolist() == [True, True, False, False, False, True, True]
+
+
+def test_explicit_masks_and_index_bits_travel():
+    upload, quantizer = _upload(), UniformQuantizer(8)
+    mask = torch.zeros(5, 4, dtype=torch.bool)
+    mask[[0, 2, 4], [1, 3, 0]] = True
+    sparse = upload.replace(masks={"m.lora_B": mask}, meta={"index_bits": 15.0})
+    encoded = encode_upload(sparse, ["m.lora_A", "m.lora_B"], quantizer, torch.Generator())
+    assert encoded.counts == [12, 3]
+    assert encoded.payload_bits == 15 * 8 + 2 * SCALE_BITS + 15  # values, scales, index
+    assert payload_bitstream(encoded).numel() == encoded.payload_bits
+    received = decode_upload(sparse, encoded, quantizer, torch.ones(15, dtype=torch.bool))
+    assert torch.equal(received.masks["m.lora_B"], mask)
+    sent = sparse.tensors["m.lora_B"][mask]
+    step = 2 * sent.abs().max() / 255
+    assert (received.tensors["m.lora_B"][mask] - sent).abs().max() <= step / 2 + 1e-6
+    assert received.tensors["m.lora_B"][~mask].eq(0).all()
+
+
+def test_active_rank_slices_match_the_sent_mask_order():
+    upload = _upload()
+    for name, tensor in upload.tensors.items():
+        index = sent_index(upload, name)
+        assert torch.equal(tensor[index].reshape(-1), tensor[upload.sent_mask(name)])

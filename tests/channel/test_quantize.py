@@ -9,9 +9,11 @@ from lit_airlora.channel.quantize import (
     SCALE_BITS,
     BFloat16,
     Float16,
+    Quantizer,
     StochasticQuantizer,
     UniformQuantizer,
     pack_bits,
+    segment_amax,
     unpack_bits,
 )
 
@@ -103,3 +105,48 @@ def test_pack_unpack_round_trip(bits):
     assert set(packed.unique().tolist()) <= {0, 1}
     assert torch.equal(unpack_bits(packed, bits), codes)
     assert pack_bits(torch.tensor([6]), 4).tolist() == [0, 1, 1, 0]  # MSB first
+
+
+SEGMENT_COUNTS = [7, 0, 25, 1, 40]
+
+
+class _PerTensorOnly(UniformQuantizer):
+    """Keeps the base class's loop over segments (a quantiser that does not vectorise)."""
+
+    quantize_segments = Quantizer.quantize_segments
+    dequantize_segments = Quantizer.dequantize_segments
+
+
+@pytest.mark.parametrize(
+    "quantizer", [UniformQuantizer(2), UniformQuantizer(8), Float16(), _PerTensorOnly(4)]
+)
+def test_segments_match_a_loop_over_tensors(quantizer):
+    values = _values(sum(SEGMENT_COUNTS), seed=5) * torch.linspace(0.1, 10, sum(SEGMENT_COUNTS))
+    values[:7] = 0.0  # an all-zero tensor: scale 0
+    segments = quantizer.quantize_segments(values, SEGMENT_COUNTS)
+    parts = [quantizer.quantize(v) for v in values.split(SEGMENT_COUNTS)]
+    assert torch.equal(segments.codes, torch.cat([p.codes for p in parts]))
+    assert torch.equal(segments.scales, torch.stack([p.scale for p in parts]))
+    expected = torch.cat([quantizer.dequantize(p) for p in parts])
+    assert torch.equal(quantizer.dequantize_segments(segments), expected)
+
+
+def test_stochastic_segments_are_seeded_and_within_one_step():
+    quantizer, values = StochasticQuantizer(4), _values(sum(SEGMENT_COUNTS), seed=6)
+    first, again = (
+        quantizer.quantize_segments(values, SEGMENT_COUNTS, torch.Generator().manual_seed(2))
+        for _ in range(2)
+    )
+    assert torch.equal(first.codes, again.codes)
+    received = quantizer.dequantize_segments(first)
+    for part, sent, scale in zip(
+        received.split(SEGMENT_COUNTS), values.split(SEGMENT_COUNTS), first.scales, strict=True
+    ):
+        step = 2 * scale / 15
+        assert ((part - sent).abs() <= step * (1 + 1e-5)).all()
+
+
+def test_segment_amax_of_empty_segments_is_zero():
+    values = torch.tensor([1.0, 3.0, 2.0, 5.0])
+    assert segment_amax(values, [0, 3, 0, 1]).tolist() == [0.0, 3.0, 0.0, 5.0]
+    assert UniformQuantizer(8).quantize_segments(torch.zeros(0), []).codes.numel() == 0
