@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lightning as L
 import torch
+from torch import Tensor
 from typing_extensions import override
 
-from lit_airlora.channel.costs import check_multiple_access, combined_airtime_s
+from lit_airlora.callbacks.remote_link import RemoteLinkMixin
+from lit_airlora.channel.costs import check_multiple_access
 from lit_airlora.channel.fading import AWGN, SmallScale
 from lit_airlora.channel.large_scale import FixedSNR, LargeScale
 from lit_airlora.channel.link import DigitalLink, LinkReport, received_value_mask
-from lit_airlora.channel.payload import decode_upload, encode_upload, payload_bitstream
+from lit_airlora.channel.link_metrics import LINK_COUNTS, client_counts, round_link_metrics
+from lit_airlora.channel.payload import (
+    EncodedUpload,
+    decode_upload,
+    encode_upload,
+    payload_bitstream,
+)
 from lit_airlora.channel.quantize import Quantizer, UniformQuantizer, unpack_bits
 from lit_airlora.channel.seeding import make_generator
+from lit_airlora.federated.remote import is_federated
+from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.upload import RoundContext, Upload
 
-#: Per-client counts summed over clients and DDP ranks, in this order.
-_SUMMED = (
-    "bits_offered",
-    "bits_delivered",
-    "block_transmissions",
-    "block_errors",
-    "blocks_dropped",
-    "retransmissions",
-    "energy_j",
-    "channel_bit_errors",
-    "channel_bits",
-    "snr_db",
-    "clients",
-)
 # Stream tags of a client's generators: CPU (large-scale draws) and device (everything else).
 _CPU_STREAM, _DEVICE_STREAM = 0, 1
+#: Rounds whose (seed, clients) are remembered for ``round_snr_db`` (this and the previous).
+_REMEMBERED_ROUNDS = 2
+
+
+@dataclass
+class _Sent:
+    """One client's side of the round: its payload, channel and generator."""
+
+    upload: Upload
+    encoded: EncodedUpload
+    snr_db: Tensor
+    fading: Tensor
+    generator: torch.Generator
 
 
 @dataclass
@@ -42,18 +53,41 @@ class _ClientResult:
     airtime_s: float
 
 
-class DigitalUplink(L.Callback):
+@dataclass
+class _RoundKeys:
+    """How a round's shared seed and clients follow from its index, as the module draws them."""
+
+    seed: int
+    schedule: object | None  # ``clients(round_idx)``; None: one client, id 0 (remote link)
+
+    def __call__(self, round_idx: int) -> tuple[int, list[int]]:
+        clients = sorted(self.schedule.clients(round_idx)) if self.schedule is not None else [0]
+        return round_seed(self.seed, round_idx), clients
+
+
+class DigitalUplink(RemoteLinkMixin):
     """Digital uplink: quantise, send over a :class:`DigitalLink`, replace the uploads.
 
     At the ``on_upload_transmit`` stage, each client's upload is source coded (the entries it
     sends of every tensor the aggregator trains, by ``quantizer``), sent over ``link`` at the
     client's SNR (``large_scale``) through its fading block (``small_scale``), and replaced by
     what the server received: dequantised values, lost ones zero and removed from the upload's
-    masks; ``meta["bits"]`` becomes the payload offered. Any aggregator runs after it. Each
-    client's randomness comes from generators seeded by (round seed, client id, ``seed``), so a
-    client's outcome does not depend on the DDP rank that simulates it. Logs ``comm/*`` (bits
-    offered and delivered, block errors, retransmissions, airtime, energy) and ``channel/*``
-    (BLER, raw BER for bit-level links, mean SNR) summed over ranks. Stateless: nothing to save.
+    masks. ``meta["bits"]`` becomes the payload offered: quantised values, the quantiser's side
+    information and a sparsifying encoder's index (``meta["index_bits"]``), all of which cost
+    airtime. Any aggregator runs after it. Each client's randomness comes from generators
+    seeded by (round seed, client id, ``seed``), so a client's outcome does not depend on the
+    DDP rank that simulates it, and its mean SNR is known as soon as the round's seed is
+    (:meth:`round_snr_db`, read by rank policies). Logs ``comm/*`` (bits offered and delivered,
+    block errors, retransmissions, airtime, energy) and ``channel/*`` (BLER, raw BER for
+    bit-level links, mean SNR) summed over ranks. Stateless: nothing to save.
+
+    In a LightningModule other than ours holding a peft LoRA model (remote fine-tuning), the
+    adapter crosses the link once per training epoch (one client, id 0) and the received
+    adapter replaces the trained one or shadows it (``remote_mode``).
+
+    The stage runs on one intra-op thread: quantisation, decoding and Sionna's link abstraction
+    are many small tensor ops, and on a shared CPU each op on several threads pays a thread
+    wake-up (measured 17x slower for the abstraction link, 3x for the bit-level link, on 2).
 
     Args:
         link: The digital link (``BitLevelLink`` or ``AbstractionLink``).
@@ -64,6 +98,9 @@ class DigitalUplink(L.Callback):
             max over clients) or ``"tdma"`` (one after another: the sum).
         seed: Seed of this link's randomness, mixed with the round seed and client id.
         name: Distinguishes the state of two instances (e.g. two links in one run).
+        remote_mode: In a LightningModule other than ours, whether the received adapter
+            replaces the trained one (``"replace"``) or is kept beside it and validated
+            (``"shadow"``).
     """
 
     def __init__(
@@ -75,6 +112,7 @@ class DigitalUplink(L.Callback):
         multiple_access: str = "ofdma",
         seed: int = 0,
         name: str = "uplink",
+        remote_mode: str = "replace",
     ) -> None:
         quantizer = UniformQuantizer(8) if quantizer is None else quantizer
         large_scale = FixedSNR(20.0) if large_scale is None else large_scale
@@ -89,6 +127,10 @@ class DigitalUplink(L.Callback):
         self.link, self.quantizer = link, quantizer
         self.large_scale, self.small_scale = large_scale, small_scale
         self.multiple_access, self.seed, self.name = multiple_access, seed, name
+        self.remote_mode = remote_mode
+        self._check_remote()
+        self._round_keys: _RoundKeys | None = None
+        self._seen: dict[int, tuple[int, list[int]]] = {}
 
     @property
     @override
@@ -99,39 +141,92 @@ class DigitalUplink(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.link.setup(pl_module.device)
         self.small_scale.setup(pl_module.device)
+        self._round_keys = _predict_round_keys(trainer, pl_module, self.seed)
 
     def on_upload_transmit(
         self, trainer: L.Trainer, pl_module: L.LightningModule, ctx: RoundContext
     ) -> None:
         """Replace ``ctx.uploads`` by the received uploads and log the link's metrics."""
+        self._remember(ctx)
         device = pl_module.device
-        results = [self._transmit(u, ctx, device) for u in ctx.uploads]
+        with _single_thread():
+            sent = [self._encode(u, ctx, device) for u in ctx.uploads]
+            report = self._send(sent)
+            results = [self._receive(s, report, k) for k, s in enumerate(sent)]
         ctx.uploads = [r.upload for r in results]
         ctx.metrics.update(self._metrics(ctx, results))
 
-    def _transmit(self, upload: Upload, ctx: RoundContext, device: torch.device) -> _ClientResult:
-        keys = (ctx.generator_seed, upload.client_id, self.seed)
-        cpu_gen = make_generator(*keys, _CPU_STREAM)
-        gen = make_generator(*keys, _DEVICE_STREAM, device=device)
+    def round_snr_db(self, round_idx: int) -> Tensor | None:
+        """``[K]`` float64 mean SNR (dB) of round ``round_idx``'s clients (sorted ids).
+
+        The SNRs the link uses (or will use) that round: known once the round has been
+        transmitted, or earlier when the round's seed and clients follow from the module's seed
+        and the datamodule's schedule; otherwise None (rank policies then use an earlier round).
+        """
+        keys = self._seen.get(round_idx)
+        if keys is None and self._round_keys is not None:
+            keys = self._round_keys(round_idx)
+        if keys is None:
+            return None
+        generator_seed, clients = keys
+        if not clients:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat([self._client_snr_db(generator_seed, c) for c in clients])
+
+    def _client_snr_db(self, generator_seed: int, client_id: int) -> Tensor:
+        """``[1]`` float64 mean SNR of one client in the round seeded by ``generator_seed``."""
+        generator = make_generator(generator_seed, client_id, self.seed, _CPU_STREAM)
+        return self.large_scale.snr_db([client_id], generator).to(torch.float64)
+
+    def _remember(self, ctx: RoundContext) -> None:
+        """Keep the round's keys; drop the prediction if the module drew them differently."""
+        clients = sorted(ctx.round_clients or [u.client_id for u in ctx.uploads])
+        keys = (int(ctx.generator_seed), clients)
+        if self._round_keys is not None and self._round_keys(ctx.round_idx) != keys:
+            self._round_keys = None
+        self._seen[ctx.round_idx] = keys
+        for old in sorted(self._seen)[:-_REMEMBERED_ROUNDS]:
+            del self._seen[old]
+
+    def _encode(self, upload: Upload, ctx: RoundContext, device: torch.device) -> _Sent:
+        """Quantise one upload and draw its channel (its generators, in a fixed order)."""
+        keys = (ctx.generator_seed, upload.client_id, self.seed, _DEVICE_STREAM)
+        gen = make_generator(*keys, device=device)
         names = [n for n in upload.tensors if ctx.aggregator.trainable(n)]
         encoded = encode_upload(upload, names, self.quantizer, gen)
-        snr_db = self.large_scale.snr_db([upload.client_id], cpu_gen).to(torch.float64)
+        snr_db = self._client_snr_db(ctx.generator_seed, upload.client_id)
         fading = self.small_scale.draw(1, gen, device)
-        payload = payload_bitstream(encoded) if self.link.corrupts_bits else encoded.payload_bits
-        report = self.link.transmit([payload], snr_db, fading, gen)
+        return _Sent(upload, encoded, snr_db, fading, gen)
+
+    def _send(self, sent: list[_Sent]) -> LinkReport | None:
+        """All of this rank's clients through the link in one call (one generator each)."""
+        if not sent:
+            return None
+        payloads = [
+            payload_bitstream(s.encoded) if self.link.corrupts_bits else s.encoded.payload_bits
+            for s in sent
+        ]
+        snr_db = torch.cat([s.snr_db for s in sent])
+        fading = torch.cat([s.fading for s in sent])
+        return self.link.transmit(payloads, snr_db, fading, [s.generator for s in sent])
+
+    def _receive(self, sent: _Sent, report: LinkReport, k: int) -> _ClientResult:
+        """Client ``k``'s upload as the server received it, with its statistics."""
+        encoded = sent.encoded
         value_ok = received_value_mask(
-            report.block_ok[0], report.block_bits[0], encoded.num_values, encoded.bits_per_value
+            report.block_ok[k], report.block_bits[k], encoded.num_values, encoded.bits_per_value
         )
-        codes = _received_codes(report, encoded.num_values, encoded.bits_per_value)
-        received = decode_upload(upload, encoded, self.quantizer, value_ok, codes)
-        stats = _client_stats(report, float(snr_db[0]))
+        codes = _received_codes(report, k, encoded.num_values, encoded.bits_per_value)
+        received = decode_upload(sent.upload, encoded, self.quantizer, value_ok, codes)
+        stats = client_counts(report, k, float(sent.snr_db[0]))
+        airtime_s = float(report.airtime_s[k])
         received.meta.update(
             bits=float(encoded.payload_bits),
             snr_db=stats["snr_db"],
-            airtime_s=float(report.airtime_s[0]),
+            airtime_s=airtime_s,
             energy_j=stats["energy_j"],
         )
-        return _ClientResult(received, stats, float(report.airtime_s[0]))
+        return _ClientResult(received, stats, airtime_s)
 
     def _metrics(self, ctx: RoundContext, results: list[_ClientResult]) -> dict[str, float]:
         """Round metrics over all clients of all ranks (sums through ``ctx.reduce``)."""
@@ -141,56 +236,50 @@ class DigitalUplink(L.Callback):
         for upload, result in zip(ctx.uploads, results, strict=True):
             airtime[position[upload.client_id]] = result.airtime_s
         local = torch.tensor(
-            [sum(r.stats[k] for r in results) for k in _SUMMED], dtype=torch.float64
+            [sum(r.stats[k] for r in results) for k in LINK_COUNTS], dtype=torch.float64
         )
         reduced = ctx.reduce({"sums": local, "airtime_s": airtime})
-        total = dict(zip(_SUMMED, reduced["sums"].tolist(), strict=True))
-        return _round_metrics(total, reduced["airtime_s"], self.multiple_access, self.link)
+        total = dict(zip(LINK_COUNTS, reduced["sums"].tolist(), strict=True))
+        return round_link_metrics(
+            total, reduced["airtime_s"], self.multiple_access, self.link.corrupts_bits
+        )
 
 
-def _received_codes(report: LinkReport, num_values: int, bits_per_value: int):
-    """Codes as received, from the link's bits, or ``None`` when received blocks are exact."""
-    bits = report.received_bits[0]
+def _predict_round_keys(trainer, pl_module, seed: int) -> _RoundKeys | None:
+    """Round keys as our module (its ``seed`` hyperparameter, the datamodule's schedule) or the
+    remote link derive them; None when unknown.
+
+    The remote link runs one client (id 0) with the seed of the first remote-link callback, the
+    one whose epoch end comes first (``seed`` if there is none before this one).
+    """
+    if not is_federated(pl_module):
+        callbacks = getattr(trainer, "callbacks", None) or []
+        first = next((c for c in callbacks if isinstance(c, RemoteLinkMixin)), None)
+        return _RoundKeys(int(first.seed) if first is not None else seed, None)
+    module_seed = getattr(pl_module, "hparams", {}).get("seed")
+    schedule = getattr(getattr(trainer, "datamodule", None), "schedule", None)
+    if module_seed is None or not callable(getattr(schedule, "clients", None)):
+        return None
+    return _RoundKeys(int(module_seed), schedule)
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run many small tensor ops on one intra-op thread, then restore the thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _received_codes(report: LinkReport, k: int, num_values: int, bits_per_value: int):
+    """Client ``k``'s codes as received, or ``None`` when received blocks are exact."""
+    bits = report.received_bits[k]
     if bits is None:
         return None
     return unpack_bits(bits[: num_values * bits_per_value], bits_per_value)
-
-
-def _client_stats(report: LinkReport, snr_db: float) -> dict[str, float]:
-    values = {
-        "bits_offered": report.bits_offered,
-        "bits_delivered": report.bits_delivered,
-        "block_transmissions": report.block_transmissions,
-        "block_errors": report.block_errors,
-        "blocks_dropped": report.blocks_dropped(),
-        "retransmissions": report.retransmissions,
-        "energy_j": report.energy_j,
-        "channel_bit_errors": report.channel_bit_errors,
-        "channel_bits": report.channel_bits,
-    }
-    stats = {k: float(v[0]) for k, v in values.items()}
-    return {**stats, "snr_db": snr_db, "clients": 1.0}
-
-
-def _round_metrics(
-    total: dict[str, float], airtime_s: torch.Tensor, multiple_access: str, link: DigitalLink
-) -> dict[str, float]:
-    clients = max(total["clients"], 1.0)
-    metrics = {
-        "comm/bits_offered": total["bits_offered"],
-        "comm/bits_delivered": total["bits_delivered"],
-        "comm/delivered_fraction": total["bits_delivered"] / max(total["bits_offered"], 1.0),
-        "comm/block_errors": total["block_errors"],
-        "comm/blocks_dropped": total["blocks_dropped"],
-        "comm/retransmissions": total["retransmissions"],
-        "comm/airtime_s": combined_airtime_s(airtime_s, multiple_access),
-        "comm/energy_j": total["energy_j"],
-        "channel/bler": total["block_errors"] / max(total["block_transmissions"], 1.0),
-        "channel/snr_db_mean": total["snr_db"] / clients,
-    }
-    if link.corrupts_bits:
-        metrics["channel/ber"] = total["channel_bit_errors"] / max(total["channel_bits"], 1.0)
-    return metrics
 
 
 def _check_instance(name: str, value: object, cls: type) -> None:

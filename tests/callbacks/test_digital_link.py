@@ -11,9 +11,11 @@ from lit_airlora.callbacks.digital_link import DigitalUplink
 from lit_airlora.channel.abstraction import AbstractionLink
 from lit_airlora.channel.bit_level import BitLevelLink
 from lit_airlora.channel.fading import RayleighBlock
-from lit_airlora.channel.large_scale import FixedSNR
-from lit_airlora.channel.quantize import UniformQuantizer
+from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
+from lit_airlora.channel.quantize import SCALE_BITS, UniformQuantizer
+from lit_airlora.compression.topk import TopK
 from lit_airlora.federated.aggregators import FedIT, FFALoRA, identity_reduce
+from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.upload import RoundContext, Upload
 
 MODULE = SimpleNamespace(device=torch.device("cpu"))
@@ -36,15 +38,17 @@ def _upload(client_id: int) -> Upload:
     return Upload(client_id, tensors, {"m": 3}, weight=1.0 + client_id)
 
 
-def _context(client_ids, aggregator=None, round_clients=None) -> RoundContext:
+def _context(
+    client_ids, aggregator=None, round_clients=None, round_idx=0, generator_seed=1234
+) -> RoundContext:
     return RoundContext(
-        round_idx=0,
+        round_idx=round_idx,
         uploads=[_upload(c) for c in client_ids],
         global_adapter={},
         aggregator=aggregator or FedIT(),
         ideal_aggregate={},
         reduce=identity_reduce,
-        generator_seed=1234,
+        generator_seed=generator_seed,
         round_clients=list(round_clients or client_ids),
     )
 
@@ -150,3 +154,62 @@ def test_invalid_arguments_are_named(kwargs, error, match, abstraction):
 
 def test_state_key_distinguishes_instances(abstraction):
     assert DigitalUplink(abstraction).state_key != DigitalUplink(abstraction, name="b").state_key
+
+
+def test_sparsified_upload_pays_for_its_index(abstraction):
+    # Top-k sets meta["bits"] = 32 x values + index bits; the link must carry quantised values,
+    # the scales and the index, and count them all (bits offered, airtime).
+    quantizer = UniformQuantizer(8)
+    callback = DigitalUplink(abstraction, quantizer, large_scale=FixedSNR(30.0))
+    dense = _context([0])
+    sparse = _context([0])
+    sparse.uploads = [TopK(0.5).encode(u, {}, torch.Generator())[0] for u in sparse.uploads]
+    sent = sparse.uploads[0]
+    index_bits, num_values = sent.meta["index_bits"], sent.num_values()
+    assert index_bits > 0 and sent.meta["bits"] == 32 * num_values + index_bits
+    for ctx in (dense, sparse):
+        callback.on_upload_transmit(None, MODULE, ctx)
+    received = sparse.uploads[0]
+    expected = num_values * 8 + len(NAMES) * SCALE_BITS + index_bits
+    assert received.meta["bits"] == expected == sparse.metrics["comm/bits_offered"]
+    assert received.meta["index_bits"] == index_bits
+    assert sparse.metrics["comm/bits_delivered"] == expected
+    assert dense.uploads[0].meta["bits"] == (8 * 3 + 6 * 3) * 8 + len(NAMES) * SCALE_BITS
+    assert sparse.metrics["comm/airtime_s"] > 0
+    for name in NAMES:  # the kept entries arrive, quantised; the dropped ones stay dropped
+        mask = sent.masks[name]
+        assert torch.equal(received.masks[name], mask)
+        torch.testing.assert_close(received.tensors[name][mask], _quantised(sent, name, quantizer))
+        assert received.tensors[name][~mask].eq(0).all()
+
+
+def test_round_snr_db_is_the_snr_the_link_uses(abstraction):
+    callback = DigitalUplink(abstraction, large_scale=UniformSNR(0.0, 30.0, per_round=True))
+    assert callback.round_snr_db(0) is None  # nothing known yet
+    ctx = _context([2, 5], round_idx=3, generator_seed=99)
+    callback.on_upload_transmit(None, MODULE, ctx)
+    snr_db = callback.round_snr_db(3)
+    assert snr_db.dtype == torch.float64
+    assert snr_db.tolist() == [u.meta["snr_db"] for u in ctx.uploads]
+    # Each client's SNR depends on the round seed, the client and the callback seed only.
+    other = DigitalUplink(abstraction, large_scale=callback.large_scale, seed=1)
+    other.on_upload_transmit(None, MODULE, _context([5], round_idx=3, generator_seed=99))
+    assert other.round_snr_db(3).tolist() != snr_db[1:].tolist()
+
+
+def test_round_snr_db_predicts_the_rounds_of_our_module(abstraction):
+    schedule = SimpleNamespace(clients=lambda r: [r % 4, r % 4 + 2])
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(schedule=schedule))
+    module = SimpleNamespace(
+        device=torch.device("cpu"), global_adapter={}, clients=None, hparams={"seed": 7}
+    )
+    callback = DigitalUplink(abstraction, large_scale=UniformSNR(0.0, 30.0, per_round=True))
+    callback.setup(trainer, module, "fit")
+    predicted = callback.round_snr_db(5)  # before round 5 is transmitted
+    assert predicted.shape == (2,)
+    ctx = _context(schedule.clients(5), round_idx=5, generator_seed=round_seed(7, 5))
+    callback.on_upload_transmit(None, module, ctx)
+    assert predicted.tolist() == [u.meta["snr_db"] for u in ctx.uploads]
+    # A round drawn otherwise than predicted: the prediction is dropped, the record kept.
+    callback.on_upload_transmit(None, module, _context([1], round_idx=6, generator_seed=1))
+    assert callback.round_snr_db(7) is None and callback.round_snr_db(6).shape == (1,)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from jsonargparse import ArgumentParser
@@ -35,6 +36,13 @@ def test_end_to_end_fit_over_digital_links(tmp_path, tiny_llama_dir, tokenizer):
     assert float(metrics["comm/uplink_bits"]) == float(metrics["comm/bits_offered"])
     assert 0 <= float(metrics["channel/agg_nmse"]) < 1
     assert all(torch.isfinite(t).all() for t in module.global_adapter.values())
+    # The module draws round seeds and clients as the callback predicts: SNRs of the last round
+    # match what the link used, and later rounds are known ahead (for rank policies).
+    last = trainer.current_epoch - 1
+    snr_db = callback.round_snr_db(last)
+    assert float(snr_db.mean()) == pytest.approx(float(metrics["channel/snr_db_mean"]))
+    schedule = trainer.datamodule.schedule
+    assert callback.round_snr_db(last + 5).shape == (len(schedule.clients(last + 5)),)
 
 
 def test_config_builds_on_the_quickstart_federation():
