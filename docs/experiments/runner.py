@@ -1,0 +1,140 @@
+"""Shared helpers of the experiment scripts: run a config with overrides, collect per-round metrics.
+
+A run loads a YAML file of ``configs/`` (the same classes ``lit-airlora fit`` builds), applies
+dotted overrides (``data.init_args.seq_len``), instantiates it through the project's CLI without
+running it, trains with a recorder callback, and returns the held-out perplexity by round and
+every round's metrics (what the module logs: ``channel/*``, ``comm/*``, ``tsfa/*``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+FIGURES = REPO / "docs" / "figures"
+SCRATCH = Path(os.environ.get("LIT_AIRLORA_SCRATCH", tempfile.gettempdir())) / "lit_airlora_exp"
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments that scale every run of an experiment (defaults: the budget of docs/results.md)."""
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8, help="clients in the federation")
+    parser.add_argument("--clients-per-round", type=int, default=4)
+    parser.add_argument("--local-steps", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--max-samples", type=int, default=8, help="max samples per client")
+    parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def scale_overrides(args: argparse.Namespace) -> dict:
+    """Dotted overrides applying the scale arguments to a quickstart-style config."""
+    data = "data.init_args."
+    return {
+        "trainer.max_epochs": args.rounds,
+        data + "partitioner.init_args.num_clients": args.clients,
+        data + "clients_per_round": args.clients_per_round,
+        data + "local_steps": args.local_steps,
+        data + "seq_len": args.seq_len,
+        data + "batch_size": args.batch_size,
+        data + "max_samples_per_client": args.max_samples,
+        data + "val_fraction": args.val_fraction,
+    }
+
+
+def load_config(name: str) -> dict:
+    """A config of ``configs/`` as a dict."""
+    return yaml.safe_load((CONFIGS / name).read_text())
+
+
+def set_dotted(config: dict, key: str, value) -> None:
+    """Set ``config["a"]["b"]`` from ``"a.b"``; ``callbacks.0.x`` indexes lists."""
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def prepared_config(config: dict, overrides: dict, run_dir: Path) -> dict:
+    """The config with overrides and quiet, file-free trainer settings for experiments."""
+    config = copy.deepcopy(config)
+    trainer = config.setdefault("trainer", {})
+    trainer.update(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    config["model"]["init_args"]["export_dir"] = str(run_dir / "adapter")
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    return config
+
+
+def run(config: dict, overrides: dict, name: str, threads: int = 2) -> dict:
+    """Train one config; returns perplexity by round, per-round metrics, bits and wall time."""
+    import torch
+
+    from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("LIT_AIRLORA_CACHE", "/tmp/scratch/cache")
+    run_dir = SCRATCH / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(prepared_config(config, overrides, run_dir)))
+    cli = AirLoRACLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        run=False,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=None,
+        args=["--config", str(path)],
+    )
+    recorder = RoundRecorder()
+    cli.trainer.callbacks.append(recorder)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return {
+        "name": name,
+        "perplexity": list(cli.model.perplexity_history),
+        "rounds": recorder.rounds,
+        "total_bits": float(cli.model.ledger.total_bits),
+        "adapter_shapes": {k: list(v.shape) for k, v in cli.model.global_adapter.items()},
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+class RoundRecorder(L.Callback):
+    """Keeps a copy of the module's round metrics at the end of every round (after validation)."""
+
+    def __init__(self) -> None:
+        self.rounds: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        metrics = {k: float(v) for k, v in pl_module.round_metrics.items()}
+        metrics.update({k: float(v) for k, v in pl_module.last_metrics.items() if "val/" in k})
+        self.rounds.append(metrics)
+
+
+def mean_metric(result: dict, key: str) -> float:
+    """Mean of a per-round metric over the rounds that logged it (NaN if none did)."""
+    values = [r[key] for r in result["rounds"] if key in r]
+    return sum(values) / len(values) if values else float("nan")
