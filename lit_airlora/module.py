@@ -84,6 +84,7 @@ class FederatedLoRAModule(LightningModule):
         self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
         _check_client_ranks(client_ranks, self.max_rank)
         self._freeze_untrained()
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.global_adapter = adapter_tensors(self.lora_layers)
         self.clients = ClientTrainer(self, client_ranks, keep_client_optimizer_state)
         self.ledger = CommLedger()
@@ -118,9 +119,8 @@ class FederatedLoRAModule(LightningModule):
     # -- Lightning hooks -----------------------------------------------------------------------
     @override
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.AdamW(
-            params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            self._trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
 
     @override
@@ -141,13 +141,17 @@ class FederatedLoRAModule(LightningModule):
         optimizer = self.optimizers()
         with self._no_grad_sync():
             loss = self._loss(batch)
-            if torch.isfinite(loss):
+            finite = bool(torch.isfinite(loss))
+            if finite:
                 self.manual_backward(loss)
-        if torch.isfinite(loss):
+        # A non-finite loss or gradient skips the step: it never reaches the adapter.
+        if finite and self._gradients_finite():
             if self.hparams.gradient_clip_val:
                 self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val)
             optimizer.step()
             self.clients.observe_loss(float(loss.detach()))
+        else:
+            self.clients.skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)
         self.clients.observe_batch(batch["input_ids"])
         if self.trainer.is_last_batch:
@@ -227,6 +231,10 @@ class FederatedLoRAModule(LightningModule):
             labels=batch["labels"],
         ).loss
 
+    def _gradients_finite(self) -> bool:
+        grads = [p.grad for p in self._trainable if p.grad is not None]
+        return bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
+
     def _no_grad_sync(self):
         block = getattr(self.trainer.strategy, "block_backward_sync", None)
         return block() if block is not None else contextlib.nullcontext()
@@ -253,6 +261,7 @@ class FederatedLoRAModule(LightningModule):
                 **self.ledger.record(ctx.uploads),
                 "round/train_loss": self._round_train_loss(),
                 "round/skipped_nonfinite": float(not finite),
+                "round/skipped_steps": float(self.clients.skipped_steps),
                 "round/token_entropy": self.clients.token_entropy(),
             }
         )

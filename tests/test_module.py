@@ -125,3 +125,23 @@ def test_kept_client_optimizer_state_is_checkpointed_and_resumes(
         tmp_path / "cut", tiny_llama_dir, tokenizer, 3, module_kwargs=kwargs, ckpt_path=ckpt_path
     )
     torch.testing.assert_close(_flat(resumed.global_adapter), _flat(full.global_adapter))
+
+
+def test_non_finite_losses_never_reach_the_adapter(
+    tmp_path, tiny_llama_dir, tokenizer, monkeypatch
+):
+    from lit_airlora.module import FederatedLoRAModule
+
+    original = FederatedLoRAModule._loss
+    calls = {"n": 0}
+
+    def sometimes_nan(self, batch):
+        calls["n"] += 1
+        loss = original(self, batch)
+        return loss * float("nan") if calls["n"] % 2 else loss
+
+    monkeypatch.setattr(FederatedLoRAModule, "_loss", sometimes_nan)
+    trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=1)
+    assert trainer.logged_metrics["round/skipped_steps"] == 3  # 3 clients x 2 steps, every other
+    assert all(torch.isfinite(t).all() for t in module.global_adapter.values())
+    assert torch.isfinite(trainer.logged_metrics["round/train_loss"])

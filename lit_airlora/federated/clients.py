@@ -36,6 +36,7 @@ class ClientTrainer:
         self.uploads: list[Upload] = []
         self.global_ranks = self.module.ranks
         self.loss_sum, self.loss_count = 0.0, 0
+        self.skipped_steps = 0
         self.entropy_sum, self.entropy_count = 0.0, 0
 
     def switch_to(self, client_id: int, weight: float) -> None:
