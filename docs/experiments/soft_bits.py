@@ -104,7 +104,7 @@ def _verdict(name: str, result: dict, base: dict) -> str:
     saving = 1 - result["total_bits"] / base["total_bits"]
     holds = within and saving >= 0.6
     return (
-        f"{name}: perplexity within 2% of FedAvg: {within}; bit saving {saving:.1%} "
+        f"- {name}: perplexity within 2% of FedAvg: {within}; bit saving {saving:.1%} "
         f"(>= 60%: {saving >= 0.6}); claim holds: {holds}."
     )
 
