@@ -82,7 +82,6 @@ class FederatedLoRAModule(LightningModule):
         self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
         self.lora_layers = find_lora_layers(self.model)
         self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
-        _check_client_ranks(client_ranks, self.max_rank)
         self._freeze_untrained()
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.global_adapter = adapter_tensors(self.lora_layers)
@@ -300,9 +299,3 @@ def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
             raise ValueError(f"`{name}` ({value}) must be positive.")
-
-
-def _check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:
-    for rank in client_ranks or []:
-        if not 1 <= rank <= max_rank:
-            raise ValueError(f"`client_ranks` entry ({rank}) must be in [1, max_rank={max_rank}].")

@@ -25,6 +25,7 @@ class ClientTrainer:
 
     def __init__(self, module, client_ranks: list[int] | None, keep_optimizer_state: bool):
         self.module = module
+        _check_client_ranks(client_ranks, module.max_rank)
         self.client_ranks = list(client_ranks or [])
         self.keep_optimizer_state = keep_optimizer_state
         self.optimizer_states: dict[int, dict] = {}
@@ -101,6 +102,12 @@ class ClientTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer_states = dict(state["optimizer_states"])
+
+
+def _check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:
+    for rank in client_ranks or []:
+        if not 1 <= rank <= max_rank:
+            raise ValueError(f"`client_ranks` entry ({rank}) must be in [1, max_rank={max_rank}].")
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
