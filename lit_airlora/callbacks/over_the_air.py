@@ -16,6 +16,7 @@ from lit_airlora.callbacks.remote_link import RemoteLinkMixin
 from lit_airlora.channel import aircomp_round as air
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
 from lit_airlora.channel.checks import check_int_at_least, check_nonnegative, check_positive
+from lit_airlora.channel.energy_budget import ShiftedSNR, energy_shift_db, payload_reals
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.figures import channel_history_figure
 from lit_airlora.channel.large_scale import LargeScale
@@ -60,6 +61,11 @@ class OverTheAirAggregation(RemoteLinkMixin):
         beamformer: Receive beamformer for MIMO (ignored with one antenna and one stream).
         receiver_noise: Add receiver noise (``False``: infinite SNR, to check the transceivers).
         seed: Seed mixed with the round seed for this channel's draws.
+        energy_budget_symbols: Energy budget per round, as OFDM symbols at full power
+            (``None``: every payload is sent at full power, so airtime grows with it). With a
+            budget, a payload of ``D`` reals gets ``2 S M N / D`` times the energy per value of one
+            that fills ``N`` symbols (see :mod:`lit_airlora.channel.energy_budget`): the rank
+            trade-off of AirFL-LoRA's rank selection.
         remote_mode: In a LightningModule other than ours (remote fine-tuning), whether the
             received adapter replaces the trained one (``"replace"``) or is kept beside it and
             validated (``"shadow"``).
@@ -76,6 +82,7 @@ class OverTheAirAggregation(RemoteLinkMixin):
         beamformer: Beamformer | None = None,
         receiver_noise: bool = True,
         seed: int = 0,
+        energy_budget_symbols: int | None = None,
         remote_mode: str = "replace",
     ) -> None:
         _check_type("large_scale", large_scale, LargeScale)
@@ -90,6 +97,9 @@ class OverTheAirAggregation(RemoteLinkMixin):
         self.beamformer = beamformer if beamformer is not None else ManifoldBeamformer()
         _check_type("beamformer", self.beamformer, Beamformer)
         self.receiver_noise, self.seed = receiver_noise, int(seed)
+        if energy_budget_symbols is not None:
+            check_int_at_least("energy_budget_symbols", energy_budget_symbols, 1)
+        self.energy_budget_symbols = energy_budget_symbols
         self.remote_mode = remote_mode
         self._check_remote()
         self.history: list[dict[str, Any]] = []
@@ -112,6 +122,8 @@ class OverTheAirAggregation(RemoteLinkMixin):
         """Transmit every upload over the air and set ``ctx.aggregate`` to the estimate."""
         check_linear_aggregator(ctx.aggregator)
         aggregate, metrics, record = self.aggregate_over_the_air(ctx)
+        if self.energy_budget_symbols is not None:
+            metrics["channel/energy_shift_db"] = self._shift_db
         ctx.aggregate = aggregate
         ctx.metrics.update(metrics)
         self.history.append(record)
@@ -122,8 +134,9 @@ class OverTheAirAggregation(RemoteLinkMixin):
         names = [n for n in template if ctx.aggregator.trainable(n)]
         keys = (ctx.generator_seed, self.seed)
         device = next(iter(template.values())).device
+        large_scale, self._shift_db = self._round_large_scale(ctx, names)
         channel = air.draw_channel(
-            self.large_scale, self.fading, ctx.round_clients, ctx.client_weights,
+            large_scale, self.fading, ctx.round_clients, ctx.client_weights,
             self.truncation_threshold, self.num_streams, keys, device,
         )  # fmt: skip
         if not bool(channel.participating.any()):
@@ -146,6 +159,16 @@ class OverTheAirAggregation(RemoteLinkMixin):
             metrics["channel/nonfinite"] = record["channel/nonfinite"] = 1.0
             return aggregate, metrics, record
         return self._report(ctx, channel, plan, payload, reduced, aggregate)
+
+    def _round_large_scale(self, ctx: RoundContext, names: list[str]) -> tuple[LargeScale, float]:
+        """The SNR model of this round: shifted by the energy per value under a budget."""
+        if self.energy_budget_symbols is None:
+            return self.large_scale, 0.0
+        reals = payload_reals(ctx, names)
+        shift_db = energy_shift_db(
+            self.energy_budget_symbols, self.num_streams, self.fading.num_subcarriers, reals
+        )
+        return ShiftedSNR(self.large_scale, shift_db), shift_db
 
     def _report(self, ctx, channel, plan, payload, reduced, aggregate) -> tuple[dict, dict, dict]:
         num_subcarriers, _, num_streams = plan.combiner.shape

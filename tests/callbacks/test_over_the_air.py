@@ -193,3 +193,25 @@ def test_resume_over_the_air_matches_an_uninterrupted_run(tmp_path, tiny_llama_d
     for name, value in full.global_adapter.items():
         torch.testing.assert_close(resumed.global_adapter[name], value)
     assert [r["round"] for r in resumed_cb.history] == [0, 1]
+
+
+def test_energy_budget_makes_longer_payloads_noisier():
+    from lit_airlora.channel.energy_budget import payload_reals
+
+    ctx = make_ctx(FedIT(), make_uploads())
+    reals = payload_reals(ctx, [n for n in ctx.global_adapter if FedIT().trainable(n)])
+    nmse, shifts = [], []
+    for budget in (reals, reals // 10):  # one stream, one subcarrier: 2 N reals of energy
+        callback = OverTheAirAggregation(FixedSNR(20.0), AWGN(), energy_budget_symbols=budget)
+        metrics = _run(callback, FedIT()).metrics
+        nmse.append(metrics["channel/agg_nmse"])
+        shifts.append(metrics["channel/energy_shift_db"])
+    assert shifts[0] == pytest.approx(10 * torch.log10(torch.tensor(2.0)).item())
+    assert shifts[0] - shifts[1] == pytest.approx(10.0, abs=0.05)
+    # Same noise draw, ~10x less energy per value: that much more error (stated tolerance 1%).
+    assert nmse[1] / nmse[0] == pytest.approx(10 ** ((shifts[0] - shifts[1]) / 10), rel=0.01)
+
+
+def test_energy_budget_must_be_positive():
+    with pytest.raises(ValueError, match="energy_budget_symbols"):
+        OverTheAirAggregation(FixedSNR(20.0), AWGN(), energy_budget_symbols=0)
