@@ -7,9 +7,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader, TensorDataset
 
 from lit_airlora.datamodules import IID, FederatedTextDataModule, LocalFiles
 from lit_airlora.lora.config import LoRASettings
+from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 from lit_airlora.module import FederatedLoRAModule
 
 WORDS = "the wind over the air carries low rank updates to a patient server".split()
@@ -85,4 +88,48 @@ def tiny_fit(
     datamodule = tiny_datamodule(tmp_path, tokenizer, **(data_kwargs or {}))
     trainer = tiny_trainer(tmp_path, max_epochs, callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, module
+
+
+class PlainLoRAModule(L.LightningModule):
+    """A BoringModel-style module: one peft-wrapped MLP, automatic optimisation."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        self.net = get_peft_model(base, LoraConfig(r=4, target_modules=["0", "2"]))
+        self.seen_in_validation = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        self.seen_in_validation.append(adapter_tensors(find_lora_layers(self)))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        x = torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+        return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+
+    val_dataloader = train_dataloader
+
+
+def fit_plain(tmp_path: Path, callbacks, max_epochs: int = 2):
+    """Fit a :class:`PlainLoRAModule` with ``callbacks``; returns ``(trainer, module)``."""
+    module = PlainLoRAModule()
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module)
     return trainer, module

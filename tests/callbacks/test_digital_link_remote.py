@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
@@ -12,23 +11,7 @@ from lit_airlora.channel.fading import AWGN, RayleighBlock
 from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
 from lit_airlora.channel.quantize import UniformQuantizer
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
-from tests.federated.test_remote import PlainLoRAModule
-
-
-def _fit(tmp_path, callback, max_epochs=2):
-    module = PlainLoRAModule()
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        callbacks=[callback],
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module)
-    return trainer, module
+from tests.helpers import fit_plain
 
 
 def test_high_snr_delivers_the_quantised_adapter(tmp_path):
@@ -39,7 +22,7 @@ def test_high_snr_delivers_the_quantised_adapter(tmp_path):
     callback = DigitalUplink(
         link, quantizer, UniformSNR(35.0, 45.0, per_round=True), AWGN(), remote_mode="shadow"
     )
-    trainer, module = _fit(tmp_path, callback)
+    trainer, module = fit_plain(tmp_path, [callback])
     trained = adapter_tensors(find_lora_layers(module))
     received = module.seen_in_validation[-1]
     for name, value in trained.items():
@@ -61,7 +44,7 @@ def test_high_snr_delivers_the_quantised_adapter(tmp_path):
 def test_very_low_snr_loses_blocks_counts_them_and_stays_finite(tmp_path):
     link = AbstractionLink(bandwidth_hz=1e6, max_retransmissions=1)
     callback = DigitalUplink(link, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
-    trainer, module = _fit(tmp_path, callback, max_epochs=1)
+    trainer, module = fit_plain(tmp_path, [callback], max_epochs=1)
     metrics = trainer.callback_metrics
     assert float(metrics["remote/comm/blocks_dropped"]) >= 1
     assert float(metrics["remote/comm/bits_delivered"]) < float(metrics["remote/comm/bits_offered"])

@@ -1,40 +1,11 @@
 """Remote-link mode: stage callbacks in a plain LightningModule holding a peft LoRA model."""
 
-import lightning as L
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from torch.utils.data import DataLoader, TensorDataset
 
 from lit_airlora.callbacks.remote_link import RemoteLinkMixin
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
-
-
-class PlainLoRAModule(L.LightningModule):
-    """A BoringModel-style module: one peft-wrapped MLP, automatic optimisation."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-        self.net = get_peft_model(base, LoraConfig(r=4, target_modules=["0", "2"]))
-        self.seen_in_validation = []
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.net(x), y)
-
-    def validation_step(self, batch, batch_idx):
-        self.seen_in_validation.append(adapter_tensors(find_lora_layers(self)))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def train_dataloader(self):
-        x = torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
-        return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
-
-    val_dataloader = train_dataloader
+from tests.helpers import fit_plain
 
 
 class AddOne(RemoteLinkMixin):
@@ -49,18 +20,7 @@ class AddOne(RemoteLinkMixin):
 
 @pytest.mark.parametrize("mode", ["replace", "shadow"])
 def test_received_adapter_replaces_or_shadows_the_trained_one(tmp_path, mode):
-    module = PlainLoRAModule()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        callbacks=[AddOne(mode)],
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module)
+    _, module = fit_plain(tmp_path, [AddOne(mode)], max_epochs=1)
     final = adapter_tensors(find_lora_layers(module))
     validated = module.seen_in_validation[-1]
     for name, value in final.items():
