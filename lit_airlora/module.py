@@ -16,6 +16,7 @@ from lit_airlora.federated.aggregators import Aggregator, FedIT
 from lit_airlora.federated.clients import ClientTrainer
 from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.ledger import CommLedger
+from lit_airlora.federated.plan import RoundPlan, build_round_plan
 from lit_airlora.federated.round import apply_update, build_context, run_stages
 from lit_airlora.federated.stages import dispatch
 from lit_airlora.lora.config import LoRASettings, wrap_lora
@@ -92,6 +93,7 @@ class FederatedLoRAModule(LightningModule):
         self.round_metrics: dict[str, float] = {}
         self.perplexity_history: list[float] = []
         self.exported_adapter_dir: Path | None = None
+        self.round_plan: RoundPlan | None = None
 
     # -- rank-mask API -------------------------------------------------------------------------
     @property
@@ -131,6 +133,7 @@ class FederatedLoRAModule(LightningModule):
 
     @override
     def on_train_epoch_start(self) -> None:
+        self.round_plan = self._plan_round()  # published before the callbacks' round start
         dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
         self.clients.start_round()  # after the policies: it records this round's global ranks
 
@@ -247,9 +250,7 @@ class FederatedLoRAModule(LightningModule):
         """Round end (on the last batch, before validation): uploads -> stages -> new global."""
         uploads = self.clients.finish_round()
         round_idx = self.current_epoch
-        ctx = build_context(
-            uploads, self.global_adapter, self.aggregator, round_idx, self.hparams.seed
-        )
+        ctx = build_context(uploads, self.global_adapter, self.aggregator, self.round_plan)
         ctx = run_stages(self.trainer, self, ctx)
         self.global_adapter, finite = apply_update(
             self.global_adapter, ctx.aggregate, self.hparams.server_learning_rate
@@ -270,6 +271,34 @@ class FederatedLoRAModule(LightningModule):
         # Callbacks observe the new global adapter and may add metrics of their own.
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
         self.round_metrics = dict(ctx.metrics)
+
+    def _plan_round(self) -> RoundPlan:
+        """This round's plan from the datamodule's schedule, cut where Lightning cuts the epoch."""
+        datamodule = self._federated_datamodule()
+        trainer = self.trainer
+        limits = [trainer.num_training_batches]
+        if trainer.max_steps >= 0:
+            limits.append(trainer.max_steps - trainer.global_step)
+        finite = [int(n) for n in limits if n != float("inf")]
+        return build_round_plan(
+            datamodule.schedule,
+            self.current_epoch,
+            self.hparams.seed,
+            datamodule.client_sizes,
+            max_steps=min(finite) if finite else None,
+            global_rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
+
+    def _federated_datamodule(self):
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "schedule", None) is None:
+            raise TypeError(
+                f"FederatedLoRAModule trains from a federated datamodule with a round schedule "
+                f"(e.g. FederatedTextDataModule); got {type(datamodule).__name__}. Pass one as "
+                "`datamodule`."
+            )
+        return datamodule
 
     def _round_train_loss(self) -> float:
         local = torch.tensor(

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from lit_airlora.federated.collectives import gather_objects, reduce_sum
+from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.stages import dispatch
 from lit_airlora.federated.upload import RoundContext, Upload
 
@@ -27,24 +27,17 @@ def round_seed(seed: int, round_idx: int) -> int:
 
 
 def build_context(
-    uploads: Sequence[Upload],
-    global_adapter: Mapping[str, Tensor],
-    aggregator,
-    round_idx: int,
-    seed: int,
+    uploads: Sequence[Upload], global_adapter: Mapping[str, Tensor], aggregator, plan
 ) -> RoundContext:
-    """The round's context on this rank: ideal aggregate and the round's clients on all ranks."""
-    pairs = [p for part in gather_objects([(u.client_id, u.weight) for u in uploads]) for p in part]
+    """The round's context on this rank: its uploads, the ideal aggregate and the plan."""
     return RoundContext(
-        round_idx=round_idx,
+        round_idx=plan.round_idx,
         uploads=list(uploads),
         global_adapter=dict(global_adapter),
         aggregator=aggregator,
         ideal_aggregate=aggregator.aggregate(uploads, global_adapter, reduce_sum),
         reduce=reduce_sum,
-        generator_seed=round_seed(seed, round_idx),
-        round_clients=sorted(c for c, _ in pairs),
-        client_weights={c: float(w) for c, w in pairs},
+        plan=plan,
     )
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from lit_airlora.federated.plan import RoundPlan
 
 #: Bits per value of an uncompressed float32 payload.
 FLOAT32_BITS = 32
@@ -98,9 +102,14 @@ class RoundContext:
         generator_seed: Seed shared by all ranks for this round's shared randomness: derive
             per-client generators from ``(generator_seed, client_id)`` and shared ones (receiver
             noise) from ``generator_seed`` alone, so 1 and N DDP ranks draw the same numbers.
-        round_clients: All clients of this round, on every rank (sorted).
-        client_weights: Aggregation weight of every client of this round, on every rank.
+            Equals ``plan.seed`` when a plan is given.
+        round_clients: All clients of this round, on every rank (sorted); ``plan.clients``.
+        client_weights: Aggregation weight of every client of this round, on every rank;
+            ``plan.client_weights``.
         metrics: Scalars to log at round end (hierarchical keys, e.g. ``channel/agg_nmse``).
+        plan: The round plan the module published (see :class:`RoundPlan`). When given, it
+            sets ``generator_seed``, ``round_clients`` and ``client_weights``; contexts built
+            without one (tests, remote-link mode) keep the values passed.
     """
 
     round_idx: int
@@ -109,8 +118,17 @@ class RoundContext:
     aggregator: object
     ideal_aggregate: dict[str, Tensor]
     reduce: object
-    generator_seed: int
+    generator_seed: int | None = None
     round_clients: list[int] = field(default_factory=list)
     client_weights: dict[int, float] = field(default_factory=dict)
     aggregate: dict[str, Tensor] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    plan: RoundPlan | None = None
+
+    def __post_init__(self) -> None:
+        if self.plan is not None:
+            self.generator_seed = self.plan.seed
+            self.round_clients = list(self.plan.clients)
+            self.client_weights = dict(self.plan.client_weights)
+        if self.generator_seed is None:
+            raise ValueError("RoundContext needs `plan` or `generator_seed`.")
