@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
@@ -47,6 +48,36 @@ class AirLoRACLI(LightningCLI):
         if history:
             lines.append("Held-out perplexity by round: " + ", ".join(f"{p:.2f}" for p in history))
         print("\n".join(lines))  # the CLI's own report to the user
+
+
+class _ParseOnlyCLI(AirLoRACLI):
+    """Parses, merges and type-checks configs (class paths resolved) without building anything."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def compose_config(*paths: str | Path) -> dict:
+    """The merged config of ``paths`` (later files override earlier ones) as a plain dict.
+
+    Files named inside a config (``fading: channels/tdl_a_4x2.yaml``) are inlined, and every
+    default is filled in: the result is what ``lit-airlora fit --config A --config B`` builds.
+    """
+    import yaml
+
+    args = [a for path in paths for a in ("--config", str(path))]
+    cli = _ParseOnlyCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        run=False,
+        args=args,
+    )
+    config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    config.pop("config", None)
+    return config
 
 
 def main(args: list[str] | None = None) -> None:

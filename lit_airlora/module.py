@@ -24,6 +24,7 @@ from lit_airlora.lora.export import export_peft_adapter
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
 from lit_airlora.lora.masks import RankMasks
 from lit_airlora.models import load_causal_lm, load_tokenizer
+from lit_airlora.seeding import resolve_seed
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class FederatedLoRAModule(LightningModule):
         keep_client_optimizer_state: Keep each client's optimizer state across rounds (it is
             checkpointed); by default it is reset when a client starts its round.
         export_dir: Where to export the final adapter (default: ``<log_dir>/adapter``).
-        seed: Seed of the round's shared randomness (channel noise, client-side draws).
+        seed: Seed of the round's shared randomness (channel noise, client-side draws);
+            ``None``: the run's ``seed_everything`` seed.
     """
 
     def __init__(
@@ -69,10 +71,11 @@ class FederatedLoRAModule(LightningModule):
         server_learning_rate: float = 1.0,
         keep_client_optimizer_state: bool = False,
         export_dir: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["aggregator", "lora"])
+        self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
         self.lora_settings = lora or LoRASettings()
         self.aggregator = aggregator or FedIT()

@@ -53,8 +53,12 @@ def scale_overrides(args: argparse.Namespace) -> dict:
 
 
 def load_config(name: str) -> dict:
-    """A config of ``configs/`` as a dict."""
-    return yaml.safe_load((CONFIGS / name).read_text())
+    """A config of ``configs/`` as a dict (a system file is composed on the quickstart base)."""
+    from lit_airlora.cli import compose_config
+
+    path = CONFIGS / name
+    is_base = "model" in (yaml.safe_load(path.read_text()) or {})
+    return compose_config(path) if is_base else compose_config(CONFIGS / "quickstart.yaml", path)
 
 
 def set_dotted(config: dict, key: str, value) -> None:

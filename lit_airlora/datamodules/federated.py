@@ -16,6 +16,7 @@ from lit_airlora.datamodules.partitioners import Partitioner, check_min_samples
 from lit_airlora.datamodules.sampler import RoundBatchSampler
 from lit_airlora.datamodules.schedule import RoundSchedule, seeded
 from lit_airlora.datamodules.sources import Record, TextSource
+from lit_airlora.seeding import resolve_seed
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class FederatedTextDataModule(pl.LightningDataModule):
         min_samples_per_client: Records each client must hold after partitioning.
         max_samples_per_client: Cap on each client's blocks (training plus validation), or
             ``None``; only the texts needed to reach it are tokenised.
-        seed: Seed of the partition and of the round schedule.
+        seed: Seed of the partition and of the round schedule (``None``: the run's
+            ``seed_everything`` seed).
         num_workers: DataLoader worker processes.
     """
 
@@ -71,7 +73,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         min_samples_per_client: int = 2,
         max_samples_per_client: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         num_workers: int = 0,
     ):
         super().__init__()
@@ -90,7 +92,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.min_samples_per_client = min_samples_per_client
         self.max_samples_per_client = max_samples_per_client
-        self.seed = seed
+        self.seed = resolve_seed(seed)
         self.num_workers = num_workers
         self.tokenizer_obj: Any = None
         self.num_clients: int | None = None

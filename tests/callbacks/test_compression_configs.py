@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
-from jsonargparse import ArgumentParser
-from lightning.pytorch import Callback
 
 from lit_airlora.callbacks.soft import SOFT
 from lit_airlora.callbacks.sparsify import Sparsify
 from lit_airlora.callbacks.tsfa import TSFA
 from lit_airlora.compression.topk import TopK
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _config(name: str) -> dict:
-    text = (CONFIGS / name).read_text()
-    assert text.startswith("#") and f"lit-airlora fit --config configs/{name}" in text
-    return yaml.safe_load(text)
-
-
-def _callbacks(name: str) -> list[Callback]:
-    parser = ArgumentParser()
-    parser.add_argument("--callbacks", type=list[Callback])
-    parsed = parser.parse_object({"callbacks": _config(name)["trainer"]["callbacks"]})
-    return parser.instantiate_classes(parsed).callbacks
+from tests.config_helpers import composed
+from tests.config_helpers import config_callbacks as _callbacks
 
 
 @pytest.mark.parametrize("name", ["soft.yaml", "soft_tsfa.yaml", "topk.yaml"])
 def test_model_and_data_match_the_quickstart(name):
-    config, quickstart = _config(name), _config("quickstart.yaml")
+    config, quickstart = composed(name), composed("quickstart.yaml")
     assert config["model"] == quickstart["model"] and config["data"] == quickstart["data"]
 
 

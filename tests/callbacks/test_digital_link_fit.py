@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
-from jsonargparse import ArgumentParser
-from lightning.pytorch import Callback
 
 from lit_airlora.callbacks.digital_link import DigitalUplink
 from lit_airlora.channel.abstraction import AbstractionLink
 from lit_airlora.channel.fading import RayleighBlock
 from lit_airlora.channel.large_scale import PathLossSNR, UniformSNR
 from lit_airlora.channel.quantize import UniformQuantizer
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "digital_fedavg.yaml"
+from tests.config_helpers import composed, config_callbacks
 
 
 def test_end_to_end_fit_over_digital_links(tmp_path, tiny_llama_dir, tokenizer):
@@ -46,15 +40,9 @@ def test_end_to_end_fit_over_digital_links(tmp_path, tiny_llama_dir, tokenizer):
 
 
 def test_config_builds_on_the_quickstart_federation():
-    text = CONFIG.read_text()
-    assert text.startswith("#") and "lit-airlora fit --config configs/digital_fedavg.yaml" in text
-    config = yaml.safe_load(text)
-    quickstart = yaml.safe_load(CONFIG.with_name("quickstart.yaml").read_text())
+    config, quickstart = composed("digital_fedavg.yaml"), composed("quickstart.yaml")
     assert config["model"] == quickstart["model"] and config["data"] == quickstart["data"]
-    parser = ArgumentParser()
-    parser.add_argument("--callbacks", type=list[Callback])
-    parsed = parser.parse_object({"callbacks": config["trainer"]["callbacks"]})
-    (callback,) = parser.instantiate_classes(parsed).callbacks
+    (callback,) = config_callbacks("digital_fedavg.yaml")
     assert isinstance(callback, DigitalUplink) and isinstance(callback.link, AbstractionLink)
     assert callback.link.mcs_index is None and callback.link.max_retransmissions == 1
     assert isinstance(callback.large_scale, PathLossSNR)

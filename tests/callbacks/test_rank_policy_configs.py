@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
-from jsonargparse import ArgumentParser
-from lightning.pytorch import Callback
 
 from lit_airlora.callbacks.rank_policy import RankPolicyCallback
 from lit_airlora.policy.aircomp_mse import MimoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection
 from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _callbacks(name: str) -> list[Callback]:
-    text = (CONFIGS / name).read_text()
-    assert text.startswith("#") and f"lit-airlora fit --config configs/{name}" in text
-    config = yaml.safe_load(text)
-    parser = ArgumentParser()
-    parser.add_argument("--callbacks", type=list[Callback])
-    parsed = parser.parse_object({"callbacks": config["trainer"]["callbacks"]})
-    return parser.instantiate_classes(parsed).callbacks
+from tests.config_helpers import config_callbacks as _callbacks
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,63 @@
+"""Every shipped config, composed as its header command says, builds (a tiny model swapped in)."""
+
+from __future__ import annotations
+
+import pytest
+from lightning.pytorch import LightningDataModule, LightningModule
+
+from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
+from tests.config_helpers import CONFIGS, REPO, composed, header_command
+
+
+def _build(name: str, tiny_llama_dir: str, tmp_path, *extra: str) -> AirLoRACLI:
+    args = [a for path in header_command(name) for a in ("--config", str(path))]
+    args += [
+        f"--model.init_args.model={tiny_llama_dir}",
+        "--model.init_args.gguf_file=null",
+        f"--trainer.default_root_dir={tmp_path}",
+        *extra,
+    ]
+    return AirLoRACLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        run=False,
+        args=args,
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_builds_from_its_header_command(config, tiny_llama_dir, tmp_path):
+    cli = _build(config.name, tiny_llama_dir, tmp_path)
+    declared = [c["class_path"] for c in composed(config.name)["trainer"]["callbacks"] or []]
+    built = [f"{type(c).__module__}.{type(c).__name__}" for c in cli.trainer.callbacks]
+    assert all(path in built for path in declared), (declared, built)
+    assert isinstance(cli.model, LightningModule)
+    assert isinstance(cli.datamodule, LightningDataModule)
+    assert cli.trainer.logger.name == config.stem  # runs of different systems never collide
+
+
+def test_system_files_hold_only_what_differs_from_the_base():
+    base = header_command("quickstart.yaml")
+    assert base == [REPO / "configs" / "quickstart.yaml"]
+    for config in CONFIGS:
+        files = header_command(config.name)
+        assert files[0] == base[0] and files[-1] == config, config.name
+        text = config.read_text()
+        if config.name != "quickstart.yaml":
+            assert "\nmodel:" not in text and "\ndata:" not in text, config.name
+
+
+def test_model_and_data_seeds_follow_seed_everything(tiny_llama_dir, tmp_path):
+    cli = _build("quickstart.yaml", tiny_llama_dir, tmp_path)
+    assert cli.model.hparams.seed == 0 and cli.datamodule.seed == 0
+    cli = _build(
+        "quickstart.yaml",
+        tiny_llama_dir,
+        tmp_path,
+        "--seed_everything=7",
+        "--data.init_args.seed=3",
+    )
+    assert cli.model.hparams.seed == 7 and cli.datamodule.seed == 3
