@@ -18,7 +18,7 @@ from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.plan import RoundPlan, build_round_plan
 from lit_airlora.federated.round import apply_update, build_context, run_stages
-from lit_airlora.federated.stages import dispatch
+from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
@@ -29,7 +29,7 @@ from lit_airlora.seeding import resolve_seed
 log = logging.getLogger(__name__)
 
 
-class FederatedLoRAModule(LightningModule):
+class FederatedLoRAModule(LightningModule, StageDriver):
     """Federated LoRA fine-tuning of a causal LM over virtual clients.
 
     One frozen base model; each round the sampled clients train in turn from the global adapter
@@ -121,6 +121,10 @@ class FederatedLoRAModule(LightningModule):
         return {"round": float(self.current_epoch), **self.last_metrics}
 
     # -- Lightning hooks -----------------------------------------------------------------------
+    @override
+    def setup(self, stage: str) -> None:
+        check_stage_callbacks(self.trainer.callbacks)
+
     @override
     def configure_optimizers(self):
         return torch.optim.AdamW(

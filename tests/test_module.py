@@ -80,14 +80,14 @@ def test_heterogeneous_client_ranks_send_smaller_payloads(tmp_path, tiny_llama_d
 
 
 def test_set_ranks_between_rounds_changes_the_payload(tmp_path, tiny_llama_dir, tokenizer):
-    class HalveRanks:
+    from lit_airlora.federated.stages import StageCallback
+
+    class HalveRanks(StageCallback):
         def on_round_start(self, trainer, pl_module, round_idx):
             if round_idx == 1:
                 pl_module.set_ranks(2)
 
-    from lightning.pytorch import Callback
-
-    halve = type("Halve", (Callback, HalveRanks), {})()
+    halve = HalveRanks()
     trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=2, callbacks=[halve])
     assert set(module.ranks.values()) == {2}
     assert trainer.logged_metrics["comm/uplink_bits_per_client"] == 32 * 2 * 2 * (128 + 96)

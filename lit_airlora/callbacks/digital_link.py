@@ -103,6 +103,8 @@ class DigitalUplink(RemoteLinkMixin):
             (``"shadow"``).
     """
 
+    stage = "transmit"
+
     def __init__(
         self,
         link: DigitalLink,
@@ -139,10 +141,12 @@ class DigitalUplink(RemoteLinkMixin):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         self.link.setup(pl_module.device)
         self.small_scale.setup(pl_module.device)
         self._round_keys = _predict_round_keys(trainer, pl_module, self.seed)
 
+    @override
     def on_upload_transmit(
         self, trainer: L.Trainer, pl_module: L.LightningModule, ctx: RoundContext
     ) -> None:

@@ -71,6 +71,9 @@ class OverTheAirAggregation(RemoteLinkMixin):
             validated (``"shadow"``).
     """
 
+    stage = "transmit"
+    aggregates = True
+
     def __init__(
         self,
         large_scale: LargeScale,
@@ -111,11 +114,13 @@ class OverTheAirAggregation(RemoteLinkMixin):
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         aggregator = getattr(pl_module, "aggregator", None)
         if aggregator is not None:
             check_linear_aggregator(aggregator)
         self.fading.setup(pl_module.device)
 
+    @override
     def on_upload_transmit(
         self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext
     ) -> None:

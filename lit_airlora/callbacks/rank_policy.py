@@ -6,12 +6,14 @@ import logging
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
 from lit_airlora.callbacks.rank_heatmap import log_figure, rank_heatmap_figure
 from lit_airlora.channel.large_scale import LargeScale
+from lit_airlora.federated.stages import StageCallback
+from lit_airlora.federated.upload import RoundContext
 from lit_airlora.lora.layers import adapter_tensors
 from lit_airlora.lora.masks import RankMasks
 from lit_airlora.policy import adapter_state as state
@@ -27,7 +29,7 @@ TRUNCATIONS = ("importance", "svd", "prefix", "none")
 MASKS_ATTR = "lit_airlora_rank_masks"
 
 
-class RankPolicyCallback(Callback):
+class RankPolicyCallback(StageCallback):
     """Asks a :class:`RankPolicy` for the ranks of every LoRA module before each round.
 
     At the start of a round it builds an :class:`Observation` (ranks, shapes, importance of the
@@ -90,6 +92,7 @@ class RankPolicyCallback(Callback):
     # -- setup ---------------------------------------------------------------------------------
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
         if not callable(getattr(pl_module, "set_ranks", None)) and self._masks is None:
@@ -117,6 +120,7 @@ class RankPolicyCallback(Callback):
         return available
 
     # -- round start ---------------------------------------------------------------------------
+    @override
     def on_round_start(self, trainer: Trainer, pl_module: LightningModule, round_idx: int) -> None:
         """Stage hook dispatched by ``FederatedLoRAModule`` before local training."""
         self._start_round(trainer, pl_module, round_idx)
@@ -167,7 +171,8 @@ class RankPolicyCallback(Callback):
         )
 
     # -- round end -----------------------------------------------------------------------------
-    def on_round_end(self, trainer: Trainer, pl_module: LightningModule, ctx: Any) -> None:
+    @override
+    def on_round_end(self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext) -> None:
         """Stage hook dispatched by ``FederatedLoRAModule`` after the global update."""
         if self._masks is not None:  # a remote-link round: ``on_train_epoch_end`` handles it
             return

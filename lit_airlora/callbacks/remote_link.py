@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lightning.pytorch import Callback
 from typing_extensions import override
 
 from lit_airlora.federated.remote import (
@@ -12,9 +11,10 @@ from lit_airlora.federated.remote import (
     swap_in_received,
     swap_out_received,
 )
+from lit_airlora.federated.stages import StageCallback
 
 
-class RemoteLinkMixin(Callback):
+class RemoteLinkMixin(StageCallback):
     """In a foreign module, run the upload stages on the adapter at each training epoch end.
 
     The round runs on the epoch's last training batch, so that the validation loop (which
@@ -24,6 +24,7 @@ class RemoteLinkMixin(Callback):
     In our federated module these hooks do nothing: the module dispatches the stages itself.
     """
 
+    drives_stages = True
     remote_mode: str = "replace"
     seed: int = 0
 

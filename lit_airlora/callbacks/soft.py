@@ -59,6 +59,7 @@ class SOFT(Sparsify):
 
     @override
     def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         # The module may build its model in configure_model (after setup): find layers lazily.
         self._layers = None
 
@@ -71,6 +72,7 @@ class SOFT(Sparsify):
         penalty = add_orthogonality_grads_(layers, ranks, self.lambda_orth)
         pl_module.log("soft/orthogonality", penalty, on_step=False, on_epoch=True)
 
+    @override
     def on_upload_aggregate(self, trainer, pl_module, ctx: RoundContext) -> None:
         if self.log_covariance:
             covariance = factor_covariance(ctx.uploads, ctx.global_adapter, ctx.reduce)

@@ -30,6 +30,8 @@ class Sparsify(RemoteLinkMixin):
             ``"replace"``s the trained one or ``"shadow"``s it for validation.
     """
 
+    stage = "encode"
+
     def __init__(
         self, encoder: Encoder, metric_prefix: str = "compress", remote_mode: str = "replace"
     ):
@@ -59,6 +61,7 @@ class Sparsify(RemoteLinkMixin):
             raise TypeError(f"{type(self.encoder).__name__} has no sparsity ratio to set.")
         self.encoder.set_rho(rho)
 
+    @override
     def on_upload_encode(self, trainer, pl_module, ctx: RoundContext) -> None:
         sums = dict.fromkeys(("kept_fraction", *self.encoder.stat_names), 0.0)
         encoded = []

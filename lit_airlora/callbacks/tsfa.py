@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import Callback
 from torch import Tensor
 from typing_extensions import override
 
@@ -17,6 +16,7 @@ from lit_airlora.control.fdma import equalise_finish_time
 from lit_airlora.control.gains import full_band_snr
 from lit_airlora.control.lyapunov import RoundPlan, plan_round, schedule_clients, update_queue
 from lit_airlora.control.structural_rank import RankBound, structural_rank
+from lit_airlora.federated.stages import StageCallback
 from lit_airlora.federated.upload import RoundContext
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 
@@ -24,7 +24,7 @@ from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 CHANNEL_KEY = 0x75FA
 
 
-class TSFA(Callback):
+class TSFA(StageCallback):
     """Two-stage federated adaptation (TSFA) of SOFT over an FDMA uplink.
 
     Kim & Choi, arXiv 2505.00333. Offline (at fit start) the structural rank ``r*`` is fixed:
@@ -75,6 +75,8 @@ class TSFA(Callback):
         min_clients: Clients always kept by scheduling.
         seed: Seed of the channel draws.
     """
+
+    stage = "encode"  # it drops the unscheduled clients' uploads
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class TSFA(Callback):
     # -- Lightning hooks -----------------------------------------------------------------------
     @override
     def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
         self._soft = _find_soft(trainer.callbacks)
@@ -149,6 +152,7 @@ class TSFA(Callback):
         self._check_budget(trainer)
 
     # -- stage protocol ------------------------------------------------------------------------
+    @override
     def on_round_start(self, trainer, pl_module, round_idx: int) -> None:
         clients = self._round_clients(trainer, round_idx)
         adapter = getattr(pl_module, "global_adapter", None)
@@ -167,6 +171,7 @@ class TSFA(Callback):
         )
         self._commit(clients, plan, float(errors[plan.index]))
 
+    @override
     def on_upload_encode(self, trainer, pl_module, ctx: RoundContext) -> None:
         if self.dropped_clients:
             dropped = set(self.dropped_clients)

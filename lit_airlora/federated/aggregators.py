@@ -7,28 +7,27 @@ a sum over ranks (``reduce``), then ``finalize``. Over-the-air aggregation needs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from lit_airlora.federated.aggregation import safe_divide, weighted_sum
-from lit_airlora.federated.upload import Upload
+from lit_airlora.federated.upload import Reduce, Upload
 
 WEIGHT_KEY = "__weight__"
-Reduce = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 
 
-def identity_reduce(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+def identity_reduce(sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The reduce of a single process."""
-    return sums
+    return dict(sums)
 
 
-class Aggregator:
-    """FedAvg of A and B separately (FedIT; Zhang et al., ICASSP 2024).
+class Aggregator(ABC):
+    """Base of the server aggregation rules (abstract: subclasses define the sums).
 
-    The server update is the data-size weighted mean of the clients' updates of each factor.
-    Entries a client did not send (sparsified or beyond its rank) count as zero.
+    ``partial_sums`` over one rank's uploads, a sum over ranks (``reduce``), then ``finalize``.
     """
 
     #: The aggregate is a linear function of the uploads (it can be computed over the air).
@@ -37,6 +36,33 @@ class Aggregator:
     def trainable(self, name: str) -> bool:
         """Whether clients train and send the LoRA tensor ``name`` (``"<module>.lora_A"``)."""
         return True
+
+    @abstractmethod
+    def partial_sums(
+        self, uploads: Sequence[Upload], template: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """This rank's share of the aggregate, as named tensors to sum over ranks."""
+
+    @abstractmethod
+    def finalize(self, sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The aggregate update from the all-reduced sums."""
+
+    def aggregate(
+        self,
+        uploads: Sequence[Upload],
+        template: Mapping[str, Tensor],
+        reduce: Reduce = identity_reduce,
+    ) -> dict[str, Tensor]:
+        """Partial sums, reduce over ranks, finalize."""
+        return self.finalize(reduce(self.partial_sums(uploads, template)))
+
+
+class FedIT(Aggregator):
+    """FedAvg of A and B separately (FedIT; Zhang et al., ICASSP 2024), the default.
+
+    The server update is the data-size weighted mean of the clients' updates of each factor.
+    Entries a client did not send (sparsified or beyond its rank) count as zero.
+    """
 
     def partial_sums(
         self, uploads: Sequence[Upload], template: Mapping[str, Tensor]
@@ -54,25 +80,11 @@ class Aggregator:
         return sums
 
     def finalize(self, sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The aggregate update from the all-reduced sums."""
         total = sums[WEIGHT_KEY]
         return {n: safe_divide(t, total.expand_as(t)) for n, t in sums.items() if n != WEIGHT_KEY}
 
-    def aggregate(
-        self,
-        uploads: Sequence[Upload],
-        template: Mapping[str, Tensor],
-        reduce: Reduce = identity_reduce,
-    ) -> dict[str, Tensor]:
-        """Partial sums, reduce over ranks, finalize."""
-        return self.finalize(reduce(self.partial_sums(uploads, template)))
 
-
-class FedIT(Aggregator):
-    """FedIT: FedAvg of the A and B factors separately (the default)."""
-
-
-class FFALoRA(Aggregator):
+class FFALoRA(FedIT):
     """FFA-LoRA (Sun et al., ICLR 2024): A stays frozen at its random init; only B is trained
     and sent, so the average of B is the exact average of the clients' ``B A``."""
 
@@ -80,7 +92,7 @@ class FFALoRA(Aggregator):
         return name.endswith("lora_B")
 
 
-class HetLoRA(Aggregator):
+class HetLoRA(FedIT):
     """HetLoRA-style aggregation of heterogeneous ranks (Cho et al., EMNLP 2024).
 
     Clients of lower rank send zero-padded factors; each entry is averaged over the clients that

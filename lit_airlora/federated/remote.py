@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lit_airlora.federated.aggregators import FedIT, identity_reduce
 from lit_airlora.federated.round import round_seed, run_stages
-from lit_airlora.federated.stages import dispatch
+from lit_airlora.federated.stages import StageDriver, dispatch
 from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
 
@@ -42,8 +42,8 @@ def check_remote_mode(remote_mode: str) -> None:
 
 
 def is_federated(pl_module) -> bool:
-    """Our federated module dispatches the stages itself."""
-    return hasattr(pl_module, "global_adapter") and hasattr(pl_module, "clients")
+    """Whether the module dispatches the stages itself (our federated module)."""
+    return isinstance(pl_module, StageDriver)
 
 
 def module_ranks(pl_module, layers) -> dict[str, int]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from lit_airlora.federated.aggregators import Aggregator
 from lit_airlora.federated.collectives import reduce_sum
-from lit_airlora.federated.stages import dispatch
+from lit_airlora.federated.stages import STAGES, dispatch_upload_stage
 from lit_airlora.federated.upload import RoundContext, Upload
 
-UPLOAD_STAGES = ("on_upload_encode", "on_upload_transmit", "on_upload_aggregate")
+if TYPE_CHECKING:
+    from lit_airlora.federated.plan import RoundPlan
 
 
 def round_seed(seed: int, round_idx: int) -> int:
@@ -27,7 +30,10 @@ def round_seed(seed: int, round_idx: int) -> int:
 
 
 def build_context(
-    uploads: Sequence[Upload], global_adapter: Mapping[str, Tensor], aggregator, plan
+    uploads: Sequence[Upload],
+    global_adapter: Mapping[str, Tensor],
+    aggregator: Aggregator,
+    plan: RoundPlan,
 ) -> RoundContext:
     """The round's context on this rank: its uploads, the ideal aggregate and the plan."""
     return RoundContext(
@@ -44,8 +50,8 @@ def build_context(
 def run_stages(trainer, pl_module, ctx: RoundContext) -> RoundContext:
     """Encode -> transmit -> aggregate on every callback, then the default aggregation."""
     callbacks = list(trainer.callbacks) if trainer is not None else []
-    for hook in UPLOAD_STAGES:
-        dispatch(hook, callbacks, trainer, pl_module, ctx)
+    for stage in STAGES:
+        dispatch_upload_stage(stage, callbacks, trainer, pl_module, ctx)
     if ctx.aggregate is None:
         ctx.aggregate = ctx.aggregator.aggregate(ctx.uploads, ctx.global_adapter, ctx.reduce)
     ctx.metrics.update(aggregation_error(ctx.aggregate, ctx.ideal_aggregate))

@@ -1,7 +1,9 @@
-"""The upload-stage hook protocol the module dispatches at round end.
+"""The upload-stage hook protocol: :class:`StageCallback` and the dispatch the module runs.
 
-Lightning has no public custom-hook API, so the module calls these hooks itself, stage by stage,
-on every callback that defines them (``getattr``), whatever the order of ``trainer.callbacks``:
+Lightning has no public custom-hook API, so a module that drives the stages (a
+:class:`StageDriver`, e.g. ``FederatedLoRAModule``, or the remote link in a plain module) calls
+these hooks itself, stage by stage, on every :class:`StageCallback` of ``trainer.callbacks``,
+whatever their order:
 
 1. ``on_round_start(trainer, pl_module, round_idx)``: before local training (rank policies,
    TSFA controllers set ranks, sparsity ratios, bandwidth).
@@ -14,12 +16,24 @@ on every callback that defines them (``getattr``), whatever the order of ``train
 5. ``on_round_end(trainer, pl_module, ctx)``: after the global adapter is updated (policies
    observe the result, controllers update queues, ledgers log).
 
-With no callbacks the round is ideal FedAvg over a perfect channel.
+A callback says what it writes: ``stage`` names the stage(s) whose output it produces (only
+then may it replace ``ctx.uploads`` in that stage's hook), ``aggregates`` says it sets
+``ctx.aggregate``. Observers (loggers, policies) claim nothing and may read every hook. Two
+callbacks claiming the transmit stage, two that aggregate, or a write outside a claimed stage
+(a compressor running after the channel) are refused. With no callbacks the round is ideal
+FedAvg over a perfect channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from typing_extensions import override
+
+if TYPE_CHECKING:
+    from lit_airlora.federated.upload import RoundContext
 
 STAGE_HOOKS = (
     "on_round_start",
@@ -28,13 +42,175 @@ STAGE_HOOKS = (
     "on_upload_aggregate",
     "on_round_end",
 )
+#: Upload stages in the order the module runs them, and the hook of each.
+STAGES = ("encode", "transmit", "aggregate")
+UPLOAD_HOOKS = {stage: f"on_upload_{stage}" for stage in STAGES}
+_HOOK_PREFIXES = ("on_upload_", "on_round_")
+
+
+class StageDriver:
+    """Marker of a LightningModule that dispatches the stage hooks itself each round."""
+
+
+class StageCallback(Callback):
+    """Base of every callback taking part in the upload stages (subclass it; hooks are no-ops).
+
+    Class attributes say what the callback writes (checked when the class is created, and
+    against the other callbacks at ``setup``):
+
+    Attributes:
+        stage: Stage(s) whose output this callback produces: ``"encode"`` (it rewrites uploads
+            before the channel), ``"transmit"`` (it replaces uploads by what the server
+            received), ``"aggregate"``, a tuple of them, or ``None`` for an observer.
+        aggregates: Whether it sets ``ctx.aggregate`` (over-the-air aggregation, a custom
+            aggregation stage). At most one callback of a run aggregates.
+        drives_stages: Whether it runs the stages itself in a module that is not a
+            :class:`StageDriver` (remote-link callbacks).
+
+    A hook name starting with ``on_upload_`` or ``on_round_`` that is not one of the five
+    (a misspelling) is a ``TypeError`` when the subclass is defined. Subclasses that override
+    ``setup`` call ``super().setup(trainer, pl_module, stage)``.
+    """
+
+    stage: ClassVar[str | tuple[str, ...] | None] = None
+    aggregates: ClassVar[bool] = False
+    drives_stages: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        check_hook_names(cls)
+        check_claims(cls)
+
+    @classmethod
+    def claimed_stages(cls) -> tuple[str, ...]:
+        """The stages this callback claims, as a tuple."""
+        return _as_stages(cls.stage)
+
+    def on_round_start(self, trainer: Trainer, pl_module: LightningModule, round_idx: int) -> None:
+        """Before local training of round ``round_idx`` (set ranks, ratios, bandwidth)."""
+
+    def on_upload_encode(
+        self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext
+    ) -> None:
+        """Compress ``ctx.uploads`` (claim ``stage = "encode"`` to replace them)."""
+
+    def on_upload_transmit(
+        self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext
+    ) -> None:
+        """Send ``ctx.uploads`` over a channel (claim ``stage = "transmit"``)."""
+
+    def on_upload_aggregate(
+        self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext
+    ) -> None:
+        """Observe the received uploads, or set ``ctx.aggregate`` (``aggregates = True``)."""
+
+    def on_round_end(self, trainer: Trainer, pl_module: LightningModule, ctx: RoundContext) -> None:
+        """After the global adapter is updated: observe the round, add ``ctx.metrics``."""
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        check_stage_callbacks(trainer.callbacks)
+
+
+def check_hook_names(cls: type) -> None:
+    """Refuse a stage-looking method that is not a stage hook (a misspelt one never runs)."""
+    for name in vars(cls):
+        if name.startswith(_HOOK_PREFIXES) and name not in STAGE_HOOKS:
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is not a stage hook; the hooks are "
+                f"{', '.join(STAGE_HOOKS)}: rename it."
+            )
+
+
+def check_claims(cls: type[StageCallback]) -> None:
+    """A claimed stage must be implemented, and aggregating belongs to transmit or aggregate."""
+    for stage in _as_stages(cls.stage, owner=cls.__qualname__):
+        if getattr(cls, UPLOAD_HOOKS[stage]) is getattr(StageCallback, UPLOAD_HOOKS[stage]):
+            raise TypeError(
+                f"{cls.__qualname__} claims `stage` {stage!r} but does not define "
+                f"`{UPLOAD_HOOKS[stage]}`: define it or change `stage`."
+            )
+    if cls.aggregates and not {"transmit", "aggregate"} & set(_as_stages(cls.stage)):
+        raise TypeError(
+            f"{cls.__qualname__} sets `aggregates = True` but claims `stage` {cls.stage!r}: "
+            "an aggregating callback claims 'transmit' (over the air) or 'aggregate'."
+        )
+
+
+def check_stage_callbacks(callbacks: Iterable[Callback]) -> None:
+    """Refuse plain callbacks with stage hooks and conflicting claims (run at ``setup``)."""
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not isinstance(callback, StageCallback):
+            _refuse_plain_stage_hooks(callback)
+    stage_callbacks = [c for c in callbacks if isinstance(c, StageCallback)]
+    _refuse_duplicates([c for c in stage_callbacks if "transmit" in c.claimed_stages()], "transmit")
+    _refuse_duplicates([c for c in stage_callbacks if c.aggregates], "aggregate")
+
+
+def _refuse_plain_stage_hooks(callback: object) -> None:
+    hooks = [h for h in STAGE_HOOKS if callable(getattr(callback, h, None))]
+    if hooks:
+        raise TypeError(
+            f"{type(callback).__qualname__} defines {', '.join(hooks)} but is not a "
+            "StageCallback, so they would never run: subclass "
+            "lit_airlora.federated.stages.StageCallback."
+        )
+
+
+def _refuse_duplicates(claimants: Sequence[StageCallback], what: str) -> None:
+    if len(claimants) > 1:
+        names = ", ".join(type(c).__qualname__ for c in claimants)
+        raise ValueError(
+            f"`trainer.callbacks` has {len(claimants)} callbacks that {what} ({names}); "
+            f"a round has one {what} stage: keep one of them."
+        )
+
+
+def stage_callbacks(callbacks: Iterable[object] | None) -> list[StageCallback]:
+    """The :class:`StageCallback` instances of ``callbacks``, in order."""
+    return [c for c in callbacks or () if isinstance(c, StageCallback)]
 
 
 def dispatch(hook: str, callbacks: Iterable[object], *args) -> None:
-    """Call ``hook`` on every callback that defines it, in the given order."""
+    """Call ``hook`` on every :class:`StageCallback` of ``callbacks``, in the given order."""
     if hook not in STAGE_HOOKS:
         raise ValueError(f"`hook` ({hook!r}) must be one of {STAGE_HOOKS}.")
-    for callback in callbacks:
-        method = getattr(callback, hook, None)
-        if callable(method):
-            method(*args)
+    for callback in stage_callbacks(callbacks):
+        getattr(callback, hook)(*args)
+
+
+def dispatch_upload_stage(
+    stage: str, callbacks: Iterable[object], trainer, pl_module, ctx: RoundContext
+) -> None:
+    """Run one upload stage, refusing writes a callback did not claim.
+
+    Only a callback claiming ``stage`` may replace ``ctx.uploads`` in it, and only one with
+    ``aggregates`` may set ``ctx.aggregate`` (a compressor hooked after the channel would
+    otherwise silently compress what the server already received).
+    """
+    for callback in stage_callbacks(callbacks):
+        uploads, aggregate = ctx.uploads, ctx.aggregate
+        getattr(callback, UPLOAD_HOOKS[stage])(trainer, pl_module, ctx)
+        if ctx.uploads is not uploads and stage not in callback.claimed_stages():
+            raise RuntimeError(
+                f"{type(callback).__qualname__} replaced `ctx.uploads` in the {stage!r} stage "
+                f"but claims `stage` {callback.stage!r}: move the work to the hook of its "
+                f"stage (a compressor encodes before the channel) or claim {stage!r}."
+            )
+        if ctx.aggregate is not aggregate and not callback.aggregates:
+            raise RuntimeError(
+                f"{type(callback).__qualname__} set `ctx.aggregate` in the {stage!r} stage "
+                "without `aggregates = True`: declare it (one aggregating callback per run)."
+            )
+
+
+def _as_stages(stage, owner: str | None = None) -> tuple[str, ...]:
+    stages = () if stage is None else (stage,) if isinstance(stage, str) else tuple(stage)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise TypeError(
+            f"{owner or 'A StageCallback'} claims `stage` {stage!r}; valid stages are "
+            f"{STAGES} (a tuple of them) or None."
+        )
+    return stages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,11 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from lit_airlora.federated.aggregators import Aggregator
     from lit_airlora.federated.plan import RoundPlan
+
+#: Sums a dict of tensors over DDP ranks (identity on one process).
+Reduce = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
 
 #: Bits per value of an uncompressed float32 payload.
 FLOAT32_BITS = 32
@@ -115,9 +120,9 @@ class RoundContext:
     round_idx: int
     uploads: list[Upload]
     global_adapter: dict[str, Tensor]
-    aggregator: object
+    aggregator: Aggregator
     ideal_aggregate: dict[str, Tensor]
-    reduce: object
+    reduce: Reduce
     generator_seed: int | None = None
     round_clients: list[int] = field(default_factory=list)
     client_weights: dict[int, float] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from lit_airlora.channel.quantize import SCALE_BITS, UniformQuantizer
 from lit_airlora.compression.topk import TopK
 from lit_airlora.federated.aggregators import FedIT, FFALoRA, identity_reduce
 from lit_airlora.federated.round import round_seed
+from lit_airlora.federated.stages import StageDriver
 from lit_airlora.federated.upload import RoundContext, Upload
 
 MODULE = SimpleNamespace(device=torch.device("cpu"))
@@ -199,10 +200,9 @@ def test_round_snr_db_is_the_snr_the_link_uses(abstraction):
 
 def test_round_snr_db_predicts_the_rounds_of_our_module(abstraction):
     schedule = SimpleNamespace(clients=lambda r: [r % 4, r % 4 + 2])
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(schedule=schedule))
-    module = SimpleNamespace(
-        device=torch.device("cpu"), global_adapter={}, clients=None, hparams={"seed": 7}
-    )
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(schedule=schedule), callbacks=[])
+    module = StageDriver()
+    module.device, module.hparams = torch.device("cpu"), {"seed": 7}
     callback = DigitalUplink(abstraction, large_scale=UniformSNR(0.0, 30.0, per_round=True))
     callback.setup(trainer, module, "fit")
     predicted = callback.round_snr_db(5)  # before round 5 is transmitted

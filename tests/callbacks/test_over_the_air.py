@@ -107,7 +107,8 @@ def test_non_linear_aggregator_is_refused():
 
     callback = _callback()
     with pytest.raises(ValueError, match="`aggregator` \\(Stacking\\) is not linear"):
-        callback.setup(None, SimpleNamespace(aggregator=Stacking(), device="cpu"), "fit")
+        trainer = SimpleNamespace(callbacks=[callback])
+        callback.setup(trainer, SimpleNamespace(aggregator=Stacking(), device="cpu"), "fit")
     with pytest.raises(ValueError, match="not linear"):
         _run(callback, Stacking())
 

@@ -11,6 +11,9 @@ from tests.helpers import fit_plain
 class AddOne(RemoteLinkMixin):
     """A stand-in channel: the server receives every value plus one."""
 
+    stage = "transmit"
+    aggregates = True
+
     def __init__(self, remote_mode):
         self.remote_mode = remote_mode
 
