@@ -82,6 +82,11 @@ def compose_config(*paths: str | Path) -> dict:
 
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; configuration errors end with a one-paragraph message, not a traceback."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["report"]:  # not a Trainer subcommand: no LightningCLI for it
+        from lit_airlora.report.command import main as report_main
+
+        sys.exit(report_main(argv[1:]))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         AirLoRACLI(
