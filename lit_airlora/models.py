@@ -98,6 +98,9 @@ def _source(model: str, gguf_file: str | None, cache_dir: str | None) -> tuple[s
 
 
 def _from_pretrained(cls, model: str, source: str, **kwargs):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load would bury the CLI's one-line errors
     try:
         return cls.from_pretrained(source, **kwargs)
     except OSError as err:
@@ -105,6 +108,8 @@ def _from_pretrained(cls, model: str, source: str, **kwargs):
             f"`model` ({model!r}) could not be loaded from {source!r}: {err}. Runs are offline: "
             "give a local folder or a packaged model ('pypi:<package>')."
         ) from err
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def _cache_gguf(model: str, source: str, gguf_file: str, cache_dir: str | None, dtype):

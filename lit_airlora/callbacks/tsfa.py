@@ -227,7 +227,13 @@ class TSFA(StageCallback):
         return self.structural_rank
 
     def _check_budget(self, trainer) -> None:
-        minimum_s = self.minimum_budget_s(self._round_clients(trainer, 0))
+        clients = self._round_clients(trainer, 0)
+        if self.min_clients > len(clients):
+            raise ValueError(
+                f"`min_clients` ({self.min_clients}) exceeds the clients per round "
+                f"({len(clients)}): a round never has that many; lower it."
+            )
+        minimum_s = self.minimum_budget_s(clients)
         if self.latency_budget_s < minimum_s:
             raise ValueError(
                 f"`latency_budget_s` ({self.latency_budget_s}) is below the minimum feasible "

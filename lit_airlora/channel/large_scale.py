@@ -44,7 +44,8 @@ class FixedSNR(LargeScale):
     """The same SNR every round: one value for all clients, or a list indexed by client id.
 
     Args:
-        snr_db: SNR in dB; a list gives client ``k`` the value ``snr_db[k % len(snr_db)]``.
+        snr_db: SNR in dB: one value for every client, or a list with one value per client
+            (a client id beyond the list is an error, never wrapped around).
     """
 
     def __init__(self, snr_db: float | list[float]) -> None:
@@ -53,8 +54,15 @@ class FixedSNR(LargeScale):
         self.values = [float(v) for v in values]
 
     def snr_db(self, client_ids: list[int], generator: torch.Generator) -> Tensor:
-        n = len(self.values)
-        return torch.tensor([self.values[k % n] for k in client_ids], dtype=torch.float64)
+        if len(self.values) == 1:
+            return torch.full((len(client_ids),), self.values[0], dtype=torch.float64)
+        beyond = [k for k in client_ids if k >= len(self.values)]
+        if beyond:
+            raise ValueError(
+                f"`snr_db` has {len(self.values)} values but client {beyond[0]} takes part: "
+                "give one value per client, or a single value for all."
+            )
+        return torch.tensor([self.values[k] for k in client_ids], dtype=torch.float64)
 
 
 class UniformSNR(LargeScale):

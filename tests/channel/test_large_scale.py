@@ -20,11 +20,13 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_fixed_snr_scalar_and_list_indexed_by_client_modulo_length():
+def test_fixed_snr_scalar_for_all_and_list_indexed_by_client_never_wrapped():
     assert FixedSNR(7.0).snr_db([0, 5], _gen()).tolist() == [7.0, 7.0]
-    snr = FixedSNR([0.0, 10.0, 20.0]).snr_db([4, 0, 2], _gen())
+    snr = FixedSNR([0.0, 10.0, 20.0]).snr_db([1, 0, 2], _gen())
     assert snr.dtype == torch.float64
     assert snr.tolist() == [10.0, 0.0, 20.0]
+    with pytest.raises(ValueError, match=r"`snr_db` has 3 values but client 4"):
+        FixedSNR([0.0, 10.0, 20.0]).snr_db([4, 0], _gen())
 
 
 def test_uniform_snr_in_range_and_kept_per_client_across_rounds_and_subsets():

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from lit_airlora.datamodules import BBCNews, HubDataset, LocalFiles
+from lit_airlora.errors import ConfigError
 
 
 def _write_csv(path, rows):
@@ -76,7 +77,7 @@ def test_local_json_list_of_strings(tmp_path):
 
 
 def test_local_files_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         LocalFiles([str(tmp_path / "missing.txt")]).load()
     (tmp_path / "a.md").write_text("x")
     with pytest.raises(ValueError, match="unsupported extension"):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lit_airlora.datamodules.sources.base import Record, TextSource, make_record, require_columns
+from lit_airlora.errors import ConfigError
+
+
+def looks_local(path: str) -> bool:
+    """A path rather than a hub name: absolute, relative with ./ or ../, ~, or deeper than a/b."""
+    return path.startswith(("/", "./", "../", "~")) or path.count("/") > 1
 
 
 class HubDataset(TextSource):
@@ -43,9 +51,20 @@ class HubDataset(TextSource):
         """Load the split and turn its rows into records."""
         import datasets  # imported here: `datasets` costs ~1 s and only this source needs it
 
-        data = datasets.load_dataset(
-            self.path, self.name, split=self.split, cache_dir=self.cache_dir
-        )
+        if looks_local(self.path) and not Path(self.path).expanduser().exists():
+            raise ConfigError(
+                f"`path` ({self.path!r}) is not an existing folder: give a local folder of data "
+                "files or a hub dataset name 'org/name'."
+            )
+        try:
+            data = datasets.load_dataset(
+                self.path, self.name, split=self.split, cache_dir=self.cache_dir
+            )
+        except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
+            raise ConfigError(
+                f"`path` ({self.path!r}): no dataset found there ({type(err).__name__}); give a "
+                "folder of .jsonl/.json/.csv/.parquet/.txt files or a reachable hub name."
+            ) from err
         wanted = {"text_column": self.text_column, "label_column": self.label_column}
         require_columns(data.column_names, wanted, f"dataset {self.path!r}")
         return [make_record(row, self.text_column, self.label_column) for row in data]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_airlora.datamodules.sources.base import Record, TextSource, make_record, require_columns
+from lit_airlora.errors import ConfigError
 
 SUFFIXES = (".txt", ".json", ".jsonl", ".csv")
 
@@ -47,7 +48,13 @@ class LocalFiles(TextSource):
         """Read every file and return its records."""
         records: list[Record] = []
         for path in self._files():
-            records.extend(self._read(path))
+            found = self._read(path)
+            if not found:
+                raise ConfigError(
+                    f"`paths`: {str(path)!r} holds no records (empty file); remove it from "
+                    "`paths` or give it text."
+                )
+            records.extend(found)
         return records
 
     def _files(self) -> list[Path]:
@@ -55,13 +62,18 @@ class LocalFiles(TextSource):
         for raw in self.paths:
             path = Path(raw)
             if not path.exists():
-                raise FileNotFoundError(f"`paths` entry {raw!r} does not exist.")
+                raise ConfigError(f"`paths` entry {raw!r} does not exist; fix the path.")
             if path.is_dir():
-                files.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
+                found = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES)
+                if not found:
+                    raise ConfigError(
+                        f"`paths` entry {raw!r} is a folder without {', '.join(SUFFIXES)} files."
+                    )
+                files.extend(found)
             elif path.suffix in SUFFIXES:
                 files.append(path)
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"`paths` entry {raw!r} has an unsupported extension; use one of {SUFFIXES}."
                 )
         return files

@@ -1,0 +1,99 @@
+"""Time from `lit-airlora fit` to its error message, for a few bad configs.
+
+Each case runs the real command in a fresh process (imports included, as a user would) twice:
+``cli`` is ``python -m lit_airlora`` (preflight checks with PyYAML, then LightningCLI), and
+``lightning_cli_only`` skips the preflight and goes straight to LightningCLI, which is how every
+bad value was answered before (plus the model load, for values checked after it). A case that
+is not refused within ``--timeout`` seconds is reported as such. Target: every ``cli`` figure
+under 5 s on 2 CPU cores.
+
+    .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--timeout 120] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = ["--config", str(REPO / "configs" / "quickstart.yaml")]
+SKIP_PREFLIGHT = "from lit_airlora.cli.app import run; import sys; run(sys.argv[1:])"
+
+
+def cases(scratch: Path) -> dict[str, list[str]]:
+    """Bad inputs: what each case adds to ``fit --config configs/quickstart.yaml``."""
+    empty = scratch / "empty.txt"
+    empty.write_text("")
+    return {
+        "lora.alpha=nan": ["--model.init_args.lora.alpha=nan"],
+        "learning_rate=inf": ["--model.init_args.learning_rate=inf"],
+        "clients_per_round>num_clients": ["--data.init_args.clients_per_round=99"],
+        "empty data file": [
+            "--data.init_args.source=lit_airlora.datamodules.LocalFiles",
+            f"--data.init_args.source.init_args.paths=[{empty}]",
+        ],
+        "missing ckpt_path": ["--ckpt_path=/no/such/last.ckpt"],
+        "unknown option (parser)": ["--model.init_args.bogus=1"],
+    }
+
+
+def time_to_error(command: list[str], timeout: float) -> tuple[float, int | None, str]:
+    """Seconds until the process ends (or ``timeout``), its exit code and first stderr line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return timeout, None, f"no error within {timeout:.0f} s"
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return time.perf_counter() - start, done.returncode, lines[-1] if lines else ""
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, extra in cases(Path(scratch)).items():
+            argv = ["fit", *QUICKSTART, *extra, f"--trainer.default_root_dir={scratch}"]
+            variants = {
+                "cli": [sys.executable, "-m", "lit_airlora", *argv],
+                "lightning_cli_only": [sys.executable, "-c", SKIP_PREFLIGHT, *argv],
+            }
+            row = {"case": name}
+            for variant, command in variants.items():
+                runs = [time_to_error(command, args.timeout) for _ in range(args.repeats)]
+                row[f"{variant}_s"] = statistics.median(r[0] for r in runs)
+                row[f"{variant}_exit"] = runs[-1][1]
+                row[f"{variant}_message"] = runs[-1][2][:120]
+            row["speedup"] = row["lightning_cli_only_s"] / row["cli_s"]
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case and variant")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    rows = measure(args)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'case':32s} {'cli (s)':>8s} {'LightningCLI only (s)':>22s} {'ratio':>6s}  exit codes")
+    for r in rows:
+        print(
+            f"{r['case']:32s} {r['cli_s']:8.2f} {r['lightning_cli_only_s']:22.2f} "
+            f"{r['speedup']:6.1f}  {r['cli_exit']} / {r['lightning_cli_only_exit']}"
+        )
+        print(f"{'':32s} cli: {r['cli_message']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Bad input through the CLI: exit code 2, at most three lines, the argument named.
+
+Cases run ``lit_airlora.cli.main`` in-process. Most are answered by the preflight checks
+(PyYAML only) and take milliseconds; the rest build the tiny model or read a file. Two
+subprocess runs check what a user really sees, logging included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback
+
+from lit_airlora.cli import main
+from lit_airlora.cli.preflight import argument_name
+from tests.bad_input_helpers import (
+    REPO,
+    assert_refused,
+    config_args,
+    has_path,
+    merged,
+    numeric_leaves,
+)
+from tests.config_helpers import CONFIGS
+from tests.helpers import write_corpus
+
+NAMES = [p.name for p in CONFIGS]
+
+# (dotted argument, bad value): meaningless values of the module and data, for every config.
+COMMON = [
+    ("model.init_args.lora.alpha", "nan"),
+    ("model.init_args.lora.alpha", ".nan"),
+    ("model.init_args.lora.alpha", "0"),
+    ("model.init_args.lora.alpha", "-2"),
+    ("model.init_args.learning_rate", "inf"),
+    ("model.init_args.learning_rate", "0"),
+    ("model.init_args.server_learning_rate", ".nan"),
+    ("model.init_args.lora.max_rank", "abc"),
+    ("model.init_args.lora.rank", "99"),
+    ("data.init_args.clients_per_round", "99"),
+]
+
+
+def _common_cases():
+    for name in NAMES:
+        config = merged(name)
+        for path, value in COMMON:
+            if has_path(config, path):
+                yield pytest.param(name, path, value, id=f"{name}:{path.rsplit('.', 1)[1]}={value}")
+
+
+def _channel_cases():
+    """Every number of every callback set to NaN, and zero where it must be positive."""
+    for name in NAMES:
+        for path in numeric_leaves(merged(name), "trainer.callbacks"):
+            leaf = argument_name(path)
+            yield pytest.param(name, path, ".nan", id=f"{name}:{leaf}=nan")
+            if leaf.endswith(("_hz", "_w")):
+                yield pytest.param(name, path, "0", id=f"{name}:{leaf}=0")
+
+
+@pytest.mark.parametrize(("name", "path", "value"), [*_common_cases(), *_channel_cases()])
+def test_meaningless_values_are_refused_before_anything_loads(capsys, name, path, value):
+    assert_refused(capsys, [*config_args(name), f"--{path}={value}"], argument_name(path))
+
+
+def test_a_nan_alpha_never_reaches_the_adapter_config(tmp_path, capsys):
+    # The config file itself (not an override) spells NaN as YAML does.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  init_args:\n    lora:\n      alpha: .nan\n")
+    args = [*config_args("quickstart.yaml"), "--config", str(bad)]
+    assert_refused(capsys, args, "alpha")
+    assert not list(tmp_path.rglob("adapter_config.json"))
+
+
+# -- cases that reach the parser, the classes or the files (tiny model swapped in) --------------
+@pytest.fixture
+def tiny_args(tiny_llama_dir, tmp_path) -> list[str]:
+    return [
+        *config_args("quickstart.yaml"),
+        f"--model.init_args.model={tiny_llama_dir}",
+        "--model.init_args.gguf_file=null",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=false",
+        "--trainer.max_epochs=1",
+    ]
+
+
+def _local_files(paths: list[str]) -> list[str]:
+    return [
+        "--data.init_args.source=lit_airlora.datamodules.LocalFiles",
+        f"--data.init_args.source.init_args.paths={paths}",
+    ]
+
+
+def _ckpt(tmp_path, kind: str) -> str:
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not a checkpoint")
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("hello.txt", "a zip, not a torch file")
+    elif kind == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif kind == "unsafe":
+        torch.save({"state_dict": {}, "args": argparse.Namespace(x=1)}, path)
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        (["--model.init_args.bogus=1"], "bogus"),
+        (["--trainer.max_epochs=x"], "max_epochs"),
+        (["--model.init_args.aggregator=lit_airlora.federated.aggregators.Nope"], "aggregator"),
+        (["--model.init_args.lora.dropout=1.5"], "dropout"),
+        (["--model.init_args.lora.target_modules=[nope]"], "target_modules"),
+        (["--model.init_args.model=/no/such/folder"], "model"),
+        (["--model.init_args.model=pypi:no_such_package_here"], "model"),
+        (["--model.init_args.learning_rate=fast"], "learning_rate"),
+        (["--model.init_args.lora.max_rank=true"], "max_rank"),
+        (["--data.init_args.seq_len=0"], "seq_len"),
+        (["--config=/no/such/config.yaml"], "--config"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v[0].split("=")[0].rsplit(".", 1)[-1],
+)
+def test_parser_and_class_errors_are_one_line(capsys, tiny_args, extra, name):
+    assert_refused(capsys, [*tiny_args, *extra], name)
+
+
+def test_invalid_yaml_is_one_line(capsys, tiny_args, tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("model:\n  init_args: [unclosed\n")
+    assert_refused(capsys, [*tiny_args, "--config", str(bad)], "--config")
+
+
+@pytest.mark.parametrize("kind", ["missing_file", "missing_folder", "empty_file", "no_text_files"])
+def test_data_file_problems_are_one_line(capsys, tiny_args, tmp_path, kind):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    (tmp_path / "nothing").mkdir()
+    paths = {
+        "missing_file": [str(tmp_path / "nope.jsonl")],
+        "missing_folder": [str(tmp_path / "no_dir")],
+        "empty_file": [str(empty)],
+        "no_text_files": [str(tmp_path / "nothing")],
+    }[kind]
+    line = assert_refused(capsys, [*tiny_args, *_local_files(paths)], "paths")
+    assert "min_samples_per_client" not in line
+
+
+def test_missing_hub_dataset_folder_is_one_line(capsys, tiny_args, tmp_path):
+    args = [
+        "--data.init_args.source=lit_airlora.datamodules.HubDataset",
+        f"--data.init_args.source.init_args.path={tmp_path / 'no_dataset'}",
+    ]
+    assert_refused(capsys, [*tiny_args, *args], "path")
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty", "text", "zip", "truncated", "unsafe", "foreign"]
+)
+def test_bad_checkpoints_are_one_line_and_never_suggest_an_unsafe_load(
+    capsys, tiny_args, tmp_path, kind
+):
+    ckpt = str(tmp_path / "nope.ckpt") if kind == "missing" else _ckpt(tmp_path, kind)
+    assert_refused(capsys, [*tiny_args, f"--ckpt_path={ckpt}"], "--ckpt_path")
+
+
+def test_tsfa_min_clients_above_clients_per_round_is_refused(capsys):
+    args = [*config_args("soft_tsfa.yaml"), "--trainer.callbacks.1.init_args.min_clients=9"]
+    config = yaml.safe_load((REPO / "configs" / "soft_tsfa.yaml").read_text())
+    assert config["trainer"]["callbacks"][1]["class_path"].endswith(".TSFA")
+    assert_refused(capsys, args, "min_clients")
+
+
+def test_fixed_snr_list_shorter_than_the_clients_is_refused(capsys, tmp_path):
+    system = tmp_path / "fixed.yaml"
+    callback = {
+        "class_path": "lit_airlora.callbacks.over_the_air.OverTheAirAggregation",
+        "init_args": {
+            "large_scale": {
+                "class_path": "lit_airlora.channel.large_scale.FixedSNR",
+                "init_args": {"snr_db": [10.0, 20.0, 5.0]},
+            },
+            "fading": {"class_path": "lit_airlora.channel.fading.RayleighBlock"},
+        },
+    }
+    system.write_text(yaml.safe_dump({"trainer": {"callbacks": [callback]}}))
+    assert_refused(capsys, [*config_args("quickstart.yaml"), "--config", str(system)], "snr_db")
+
+
+# -- errors once the run has started keep their traceback ---------------------------------------
+class FailsInTraining(Callback):
+    """Raises a ``ValueError`` at the first training batch (a bug, not a configuration error)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        raise ValueError("a bug in a training step")
+
+
+def test_an_error_during_training_keeps_its_traceback(tiny_args, tmp_path):
+    args = [
+        *tiny_args,
+        *_local_files([str(write_corpus(tmp_path))]),
+        "--data.init_args.partitioner=lit_airlora.datamodules.IID",
+        "--data.init_args.partitioner.init_args.num_clients=4",
+        "--data.init_args.clients_per_round=2",
+        "--data.init_args.seq_len=32",
+        "--data.init_args.local_steps=1",
+        "--data.init_args.max_samples_per_client=8",
+        "--trainer.callbacks+=tests.test_bad_input.FailsInTraining",
+    ]
+    with pytest.raises(ValueError, match="a bug in a training step"):
+        main(["fit", *args])
+
+
+# -- what a user sees in a terminal (subprocess: logging handlers included) ---------------------
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env.pop("LIT_AIRLORA_DEBUG", None)
+    command = [sys.executable, "-m", "lit_airlora", "fit", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+
+
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        (["--model.init_args.lora.alpha", "nan"], "alpha"),  # preflight: no torch import
+        (["--model.init_args.bogus=1"], "bogus"),  # the parser: Lightning loaded
+    ],
+    ids=["preflight", "parser"],
+)
+def test_a_terminal_sees_one_line(extra, name):
+    result = _run([*config_args("quickstart.yaml"), *extra])
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) <= 3 and name in lines[0], lines
