@@ -58,9 +58,9 @@ def test_fit_from_yaml_logs_and_exports(tmp_path, tiny_llama_dir, capsys):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"lora": {"max_rank": 0}}, r"`max_rank` \(0\) must be a positive integer"),
+        ({"lora": {"max_rank": 0}}, r"max_rank` \(0\) must be a positive integer"),
         ({"lora": {"target_modules": ["nope"]}}, r"\['nope'\] match no linear module"),
-        ({"model": "/no/such/model"}, r"is not an existing folder"),
+        ({"model": "/no/such/model"}, r"model` \(./no/such/model.\) is not an existing folder"),
     ],
 )
 def test_bad_config_exits_with_a_clear_message(tmp_path, tiny_llama_dir, capsys, override, message):
