@@ -118,18 +118,20 @@ class PlainLoRAModule(L.LightningModule):
     val_dataloader = train_dataloader
 
 
-def fit_plain(tmp_path: Path, callbacks, max_epochs: int = 2):
+def fit_plain(tmp_path: Path, callbacks, max_epochs: int = 2, **trainer_kwargs):
     """Fit a :class:`PlainLoRAModule` with ``callbacks``; returns ``(trainer, module)``."""
     module = PlainLoRAModule()
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-        default_root_dir=tmp_path,
-    )
+    kwargs = {
+        "max_epochs": max_epochs,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "callbacks": list(callbacks),
+        "default_root_dir": tmp_path,
+    }
+    trainer = L.Trainer(**{**kwargs, **trainer_kwargs})
     trainer.fit(module)
     return trainer, module

@@ -221,10 +221,11 @@ class OverTheAirAggregation(RemoteLinkMixin):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [dict(r) for r in self.history]}
+        return {**super().state_dict(), "history": [dict(r) for r in self.history]}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         self.history = [dict(r) for r in state_dict["history"]]
 
 

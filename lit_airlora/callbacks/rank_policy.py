@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from lit_airlora.callbacks.rank_heatmap import log_figure, rank_heatmap_figure
 from lit_airlora.channel.large_scale import LargeScale
+from lit_airlora.federated.remote import RankSource
 from lit_airlora.federated.stages import StageCallback
 from lit_airlora.federated.upload import RoundContext
 from lit_airlora.lora.layers import adapter_tensors
@@ -25,20 +26,18 @@ from lit_airlora.policy.observation import Observation, check_required
 log = logging.getLogger(__name__)
 
 TRUNCATIONS = ("importance", "svd", "prefix", "none")
-#: Attribute holding the rank masks of a LightningModule without ``set_ranks``.
-MASKS_ATTR = "lit_airlora_rank_masks"
 
 
-class RankPolicyCallback(StageCallback):
+class RankPolicyCallback(StageCallback, RankSource):
     """Asks a :class:`RankPolicy` for the ranks of every LoRA module before each round.
 
     At the start of a round it builds an :class:`Observation` (ranks, shapes, importance of the
     live factors, the spectrum of the previous round's update, the channel state, the module's
     training scalars), calls ``policy.act`` and applies the ranks: through
     ``pl_module.set_ranks`` on our federated module (``on_round_start``, dispatched by the
-    module), or through a :class:`RankMasks` it attaches (as ``lit_airlora_rank_masks``) to any
-    other LightningModule holding a peft LoRA model (``on_train_epoch_start``; one epoch is one
-    round; remote-link stage callbacks then upload only the active ranks). At the end of the round
+    module), or through a :class:`RankMasks` it keeps over any other LightningModule holding a
+    peft LoRA model (``on_train_epoch_start``; one epoch is one round; remote-link stage
+    callbacks read :meth:`active_ranks` and upload only the active ranks). At the end of the round
     it measures the update's spectrum and gives the policy its :class:`Feedback`. Ranks per
     module and round are kept, logged as a TensorBoard heatmap (rank zero) and as the scalars
     ``policy/mean_rank`` and ``policy/payload_bits``; policy and history are checkpointed.
@@ -96,7 +95,7 @@ class RankPolicyCallback(StageCallback):
         if stage != "fit":
             return
         if not callable(getattr(pl_module, "set_ranks", None)) and self._masks is None:
-            self._masks = _attached_masks(pl_module, self.adapter_name)
+            self._masks = RankMasks(pl_module, self.adapter_name)
             if self._pending_mask_ranks is not None:
                 self._masks.load_state_dict(self._pending_mask_ranks)
         self.policy.check_max_rank(self._max_rank(pl_module))
@@ -118,6 +117,11 @@ class RankPolicyCallback(StageCallback):
             if self.channel.bandwidth_hz(trainer) is not None:
                 available |= {"capacity_bps", "bandwidth_hz"}
         return available
+
+    @override
+    def active_ranks(self) -> dict[str, int] | None:
+        """Ranks of the masks it keeps over a module without ``set_ranks`` (else None)."""
+        return None if self._masks is None else dict(self._masks.ranks)
 
     # -- round start ---------------------------------------------------------------------------
     @override
@@ -279,16 +283,6 @@ class RankPolicyCallback(StageCallback):
         self._pending_mask_ranks = state_dict["mask_ranks"]
         if self._masks is not None and self._pending_mask_ranks is not None:
             self._masks.load_state_dict(self._pending_mask_ranks)
-
-
-def _attached_masks(pl_module: LightningModule, adapter_name: str) -> RankMasks:
-    """The module's rank masks, attached as ``lit_airlora_rank_masks`` (created if missing),
-    where the remote-link stages read the active ranks of the upload."""
-    masks = getattr(pl_module, MASKS_ATTR, None)
-    if not isinstance(masks, RankMasks):
-        masks = RankMasks(pl_module, adapter_name)
-        setattr(pl_module, MASKS_ATTR, masks)
-    return masks
 
 
 def _check_policy(policy: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from typing_extensions import override
 
@@ -85,11 +87,13 @@ class Sparsify(RemoteLinkMixin):
         }
 
     @override
-    def state_dict(self) -> dict[str, float]:
-        return {} if self.rho is None else {"rho": self.rho}
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        return state if self.rho is None else {**state, "rho": self.rho}
 
     @override
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if "rho" in state_dict:
             self.set_rho(state_dict["rho"])
 

@@ -1,16 +1,22 @@
 """Remote-link rounds for LightningModules that are not ours but hold a peft LoRA model.
 
-There, at each epoch end, the adapter itself is "uploaded" through the same stages as a
+There, once per training epoch, the adapter itself is "uploaded" through the same stages as a
 federated upload (one client, weight 1): AirLLM-style remote fine-tuning, where the adapter
 trained in the cloud crosses a wireless link to the device. The received adapter either
 replaces the trained one (``"replace"``) or is kept beside it and swapped in for validation
-(``"shadow"``). Whichever stage callback reaches its epoch end first runs the whole pipeline for
-that epoch; the others find it done.
+(``"shadow"``). Entries the upload did not carry (components dropped by SOFT or top-k, ranks
+masked off, values a digital link lost) keep their trained values: the device still holds
+them. A round in which nothing usable arrives (every client truncated in a deep fade, a
+non-finite or an all-zero receive) keeps the trained adapter. The state lives in the callback
+that drives the rounds (:class:`RemoteState`), never on the user's module.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,18 +28,37 @@ from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
 
 REMOTE_MODES = ("replace", "shadow")
-_STATE_ATTR = "_lit_airlora_remote"
+
+
+class RankSource(ABC):
+    """A callback that knows the active LoRA ranks of a module it masks (a rank policy)."""
+
+    @abstractmethod
+    def active_ranks(self) -> dict[str, int] | None:
+        """Active rank per adapted module, or None when it masks nothing."""
 
 
 @dataclass
 class RemoteState:
-    """What the remote link keeps on a foreign module between epochs."""
+    """What the driving remote-link callback keeps between epochs (checkpointed).
 
-    mode: str
-    seed: int
+    Attributes:
+        epoch: Last epoch whose round ran (-1: none yet).
+        received: The adapter received in that round (name -> tensor), empty if none.
+        trained: The trained adapter while the received one is swapped in for validation.
+    """
+
     epoch: int = -1
     received: dict[str, Tensor] = field(default_factory=dict)
     trained: dict[str, Tensor] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "received": {n: t.cpu() for n, t in self.received.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.received = dict(state["received"])
+        self.trained = {}
 
 
 def check_remote_mode(remote_mode: str) -> None:
@@ -46,30 +71,26 @@ def is_federated(pl_module) -> bool:
     return isinstance(pl_module, StageDriver)
 
 
-def module_ranks(pl_module, layers) -> dict[str, int]:
-    """Active ranks of a foreign module: its ``ranks``, attached rank masks, or the max rank."""
-    ranks = getattr(pl_module, "ranks", None)
-    masks = getattr(pl_module, "lit_airlora_rank_masks", None)
-    if isinstance(ranks, dict):
-        return dict(ranks)
-    if masks is not None:
-        return dict(masks.ranks)
+def module_ranks(callbacks, layers) -> dict[str, int]:
+    """Active ranks: those of a :class:`RankSource` callback, else every module's max rank."""
+    for callback in callbacks or ():
+        ranks = callback.active_ranks() if isinstance(callback, RankSource) else None
+        if ranks is not None:
+            return dict(ranks)
     return {name: f.max_rank for name, f in layers.items()}
 
 
-def remote_round(trainer, pl_module, remote_mode: str = "replace", seed: int = 0):
+def remote_round(
+    trainer, pl_module, state: RemoteState, remote_mode: str = "replace", seed: int = 0
+) -> RoundContext | None:
     """Send the module's adapter through the stages once per epoch; returns the context."""
-    state = getattr(pl_module, _STATE_ATTR, None)
-    if state is None:
-        state = RemoteState(remote_mode, seed)
-        setattr(pl_module, _STATE_ATTR, state)
     if state.epoch == trainer.current_epoch:
         return None
     state.epoch = trainer.current_epoch
     layers = find_lora_layers(pl_module)
     adapter = adapter_tensors(layers)
     zeros = {n: torch.zeros_like(t) for n, t in adapter.items()}
-    upload = Upload(0, adapter, module_ranks(pl_module, layers), weight=1.0)
+    upload = Upload(0, adapter, module_ranks(trainer.callbacks, layers), weight=1.0)
     ctx = RoundContext(
         round_idx=trainer.current_epoch,
         uploads=[upload],
@@ -82,35 +103,56 @@ def remote_round(trainer, pl_module, remote_mode: str = "replace", seed: int = 0
         client_weights={0: 1.0},
     )
     ctx = run_stages(trainer, pl_module, ctx)
-    _receive(state, layers, ctx.aggregate)
-    pl_module.log_dict({f"remote/{k}": float(v) for k, v in ctx.metrics.items()})
+    kept = receive(state, layers, adapter, ctx, remote_mode)
+    metrics = {f"remote/{k}": float(v) for k, v in ctx.metrics.items()}
+    metrics["remote/kept_trained"] = float(kept)
+    # Per epoch, so that any ``log_every_n_steps`` keeps them.
+    pl_module.log_dict(metrics, on_step=False, on_epoch=True)
     dispatch("on_round_end", trainer.callbacks, trainer, pl_module, ctx)
     return ctx
 
 
-def _receive(state: RemoteState, layers, received: dict[str, Tensor]) -> None:
+def receive(state: RemoteState, layers, trained, ctx: RoundContext, remote_mode: str) -> bool:
+    """Store (and in replace mode load) what arrived; returns whether the trained adapter stays.
+
+    Entries outside the upload's sent masks keep their trained values.
+    """
+    received = ctx.aggregate
+    if not has_signal(received):
+        state.received = {}
+        return True
+    upload = ctx.uploads[0] if ctx.uploads else None
+    merged = {}
+    for name, value in trained.items():
+        sent = upload.sent_mask(name) if upload is not None and name in upload.tensors else None
+        new = received.get(name, value).to(value.dtype)
+        merged[name] = new if sent is None else torch.where(sent, new, value)
+    if remote_mode == "replace":
+        load_adapter_tensors(layers, merged)
+    state.received = {n: t.detach().clone() for n, t in merged.items()}
+    return False
+
+
+def has_signal(received: Mapping[str, Tensor] | None) -> bool:
+    """False for nothing, a non-finite receive, or an all-zero one (nobody got through)."""
+    if not received:
+        return False
     finite = all(bool(torch.isfinite(t).all()) for t in received.values())
-    if not finite:
-        return
-    if state.mode == "replace":
-        load_adapter_tensors(layers, received)
-    state.received = {n: t.detach().clone() for n, t in received.items()}
+    return finite and any(bool(t.ne(0).any()) for t in received.values())
 
 
-def swap_in_received(pl_module) -> None:
+def swap_in_received(pl_module, state: RemoteState) -> None:
     """Shadow mode: validate the received adapter (call at validation start)."""
-    state = getattr(pl_module, _STATE_ATTR, None)
-    if state is None or state.mode != "shadow" or not state.received:
+    if not state.received:
         return
     layers = find_lora_layers(pl_module)
     state.trained = adapter_tensors(layers)
     load_adapter_tensors(layers, state.received)
 
 
-def swap_out_received(pl_module) -> None:
+def swap_out_received(pl_module, state: RemoteState) -> None:
     """Shadow mode: restore the trained adapter (call at validation end)."""
-    state = getattr(pl_module, _STATE_ATTR, None)
-    if state is None or not state.trained:
+    if not state.trained:
         return
     load_adapter_tensors(find_lora_layers(pl_module), state.trained)
     state.trained = {}

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ class StageCallback(Callback):
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        check_stage_callbacks(trainer.callbacks)
+        callbacks = stage_callbacks(trainer.callbacks)
+        if callbacks and callbacks[0] is self:  # once per run, by the first stage callback
+            check_stage_callbacks(trainer.callbacks)
+            warn_if_undriven(callbacks, pl_module)
 
 
 def check_hook_names(cls: type) -> None:
@@ -146,6 +150,19 @@ def check_stage_callbacks(callbacks: Iterable[Callback]) -> None:
     stage_callbacks = [c for c in callbacks if isinstance(c, StageCallback)]
     _refuse_duplicates([c for c in stage_callbacks if "transmit" in c.claimed_stages()], "transmit")
     _refuse_duplicates([c for c in stage_callbacks if c.aggregates], "aggregate")
+
+
+def warn_if_undriven(callbacks: Sequence[StageCallback], pl_module: object) -> None:
+    """Warn (once, on rank zero) when stage hooks exist but nothing will call them."""
+    if isinstance(pl_module, StageDriver) or any(c.drives_stages for c in callbacks):
+        return
+    names = ", ".join(type(c).__qualname__ for c in callbacks)
+    rank_zero_warn(
+        f"Stage callbacks ({names}) are in the trainer, but {type(pl_module).__qualname__} does "
+        "not run the upload stages and no remote-link callback drives them, so their stage "
+        "hooks never run: add a remote-link callback (e.g. lit_airlora.callbacks.sparsify."
+        "Sparsify, DigitalUplink, OverTheAirAggregation) or use FederatedLoRAModule."
+    )
 
 
 def _refuse_plain_stage_hooks(callback: object) -> None:

@@ -21,17 +21,19 @@ def test_regulariser_drives_off_diagonal_gram_terms_down_in_a_plain_module():
     torch.manual_seed(0)
     module = PlainLoRAModule()
     before = _off_diagonal_energy(module)
-    soft = SOFT(rho=0.5, lambda_orth=0.1, log_covariance=False)
+    soft = SOFT(rho=0.5, lambda_orth=0.1, log_covariance=False, remote_mode="shadow")
     trainer = plain_trainer(max_epochs=3, callbacks=[soft])  # 24 SGD steps
     trainer.fit(module)
     after = _off_diagonal_energy(module)
-    assert after < 0.05 * before, (before, after)
+    # Shadow mode: the adapter is the trained one (in replace mode dropped components keep
+    # their trained values too). Measured 0.34 from 2.34, against 2.17 without the regulariser.
+    assert after < 0.2 * before, (before, after)
     assert trainer.callback_metrics["soft/orthogonality"] > 0
     # The same training without the regulariser ends far less orthogonal.
     torch.manual_seed(0)
     plain = PlainLoRAModule()
-    plain_trainer(max_epochs=3, callbacks=[SOFT(lambda_orth=0.0)]).fit(plain)
-    assert after < 0.1 * _off_diagonal_energy(plain)
+    plain_trainer(max_epochs=3, callbacks=[SOFT(lambda_orth=0.0, remote_mode="shadow")]).fit(plain)
+    assert after < 0.2 * _off_diagonal_energy(plain)
 
 
 def test_regulariser_gradient_covers_only_the_active_ranks():
@@ -77,10 +79,10 @@ def test_rho_is_settable_validated_and_resumable():
         SOFT(lambda_orth=-1.0)
 
 
-def test_in_a_plain_module_the_sparsified_adapter_replaces_the_trained_one():
+def test_in_a_plain_module_dropped_components_keep_their_trained_values():
     module = PlainLoRAModule(rank=4)
-    plain_trainer(max_epochs=1, callbacks=[SOFT(rho=0.5, lambda_orth=0.0)]).fit(module)
-    for factors in find_lora_layers(module).values():
-        sent = factors.lora_B.detach().norm(dim=0) > 0  # dropped components arrive as zero
-        assert int(sent.sum()) == 2
-        assert not factors.lora_A.detach()[~sent].any()
+    trainer = plain_trainer(max_epochs=1, callbacks=[SOFT(rho=0.5, lambda_orth=0.0)])
+    trainer.fit(module)
+    assert float(trainer.callback_metrics["remote/soft/kept_fraction"]) == pytest.approx(0.5)
+    for factors in find_lora_layers(module).values():  # half sent, half kept locally
+        assert int((factors.lora_B.detach().norm(dim=0) > 0).sum()) == 4
