@@ -35,6 +35,11 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=8, help="max samples per client")
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3, help="local learning rate")
+    parser.add_argument(
+        "--targets", nargs="+", default=["q_proj", "v_proj"], help="LoRA target modules"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
 
 
 def scale_overrides(args: argparse.Namespace) -> dict:
@@ -49,7 +54,22 @@ def scale_overrides(args: argparse.Namespace) -> dict:
         data + "batch_size": args.batch_size,
         data + "max_samples_per_client": args.max_samples,
         data + "val_fraction": args.val_fraction,
+        "model.init_args.learning_rate": args.lr,
+        "model.init_args.lora.target_modules": list(args.targets),
     }
+
+
+def seed_overrides(config: dict, seed: int) -> dict:
+    """Dotted overrides setting every seed of a config (run, model, data, callbacks) to ``seed``."""
+    out = {
+        "seed_everything": seed,
+        "model.init_args.seed": seed,
+        "data.init_args.seed": seed,
+    }
+    for i, callback in enumerate(config.get("trainer", {}).get("callbacks", [])):
+        if "seed" in callback.get("init_args", {}):
+            out[f"trainer.callbacks.{i}.init_args.seed"] = seed
+    return out
 
 
 def load_config(name: str) -> dict:
@@ -97,7 +117,6 @@ def run(config: dict, overrides: dict, name: str, threads: int = 2) -> dict:
     from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
 
     torch.set_num_threads(threads)
-    os.environ.setdefault("LIT_AIRLORA_CACHE", "/tmp/scratch/cache")
     run_dir = SCRATCH / name
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.yaml"

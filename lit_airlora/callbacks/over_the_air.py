@@ -16,7 +16,7 @@ from lit_airlora.callbacks.remote_link import RemoteLinkMixin
 from lit_airlora.channel import aircomp_round as air
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
 from lit_airlora.channel.checks import check_int_at_least, check_nonnegative, check_positive
-from lit_airlora.channel.energy_budget import ShiftedSNR, energy_shift_db, payload_reals
+from lit_airlora.channel.energy_budget import energy_shift_db
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.figures import channel_history_figure
 from lit_airlora.channel.large_scale import LargeScale
@@ -139,17 +139,18 @@ class OverTheAirAggregation(RemoteLinkMixin):
         names = [n for n in template if ctx.aggregator.trainable(n)]
         keys = (ctx.generator_seed, self.seed)
         device = next(iter(template.values())).device
-        large_scale, self._shift_db = self._round_large_scale(ctx, names)
+        self._shift_db = 0.0
         channel = air.draw_channel(
-            large_scale, self.fading, ctx.round_clients, ctx.client_weights,
+            self.large_scale, self.fading, ctx.round_clients, ctx.client_weights,
             self.truncation_threshold, self.num_streams, keys, device,
         )  # fmt: skip
         if not bool(channel.participating.any()):
             return self._all_truncated(ctx, channel, names)
         modules = module_names(names)
         side = ctx.reduce(air.side_information(ctx.uploads, channel, names, modules))
+        payload = air.make_payload(side, channel.participating, names, modules, template)
+        channel.energy_shift_db = self._shift_db = self.energy_shift_db(payload.num_values)
         plan = air.make_plan(channel, self.num_streams, self.beamformer, keys)
-        payload = air.make_payload(side, plan.participating, names, modules, template)
         reduced = ctx.reduce(
             air.local_transmission(plan, channel, ctx.uploads, payload, ctx.aggregator, template)
         )
@@ -165,15 +166,15 @@ class OverTheAirAggregation(RemoteLinkMixin):
             return aggregate, metrics, record
         return self._report(ctx, channel, plan, payload, reduced, aggregate)
 
-    def _round_large_scale(self, ctx: RoundContext, names: list[str]) -> tuple[LargeScale, float]:
-        """The SNR model of this round: shifted by the energy per value under a budget."""
+    def energy_shift_db(self, payload_reals: int) -> float:
+        """Energy per value (dB against full power) of a ``payload_reals`` payload: 0 without a
+        budget. The payload is what the participating clients superpose (truncated clients send
+        nothing, so they do not lengthen it)."""
         if self.energy_budget_symbols is None:
-            return self.large_scale, 0.0
-        reals = payload_reals(ctx, names)
-        shift_db = energy_shift_db(
-            self.energy_budget_symbols, self.num_streams, self.fading.num_subcarriers, reals
+            return 0.0
+        return energy_shift_db(
+            self.energy_budget_symbols, self.num_streams, self.fading.num_subcarriers, payload_reals
         )
-        return ShiftedSNR(self.large_scale, shift_db), shift_db
 
     def _report(self, ctx, channel, plan, payload, reduced, aggregate) -> tuple[dict, dict, dict]:
         num_subcarriers, _, num_streams = plan.combiner.shape
@@ -252,7 +253,8 @@ def _record(ctx: RoundContext, channel, metrics: dict, energy_j: Tensor) -> dict
     return {
         "round": int(ctx.round_idx),
         "clients": [int(c) for c in channel.client_ids],
-        "snr_db": [float(s) for s in channel.snr_db.tolist()],
+        "snr_db": [float(s) for s in channel.snr_db.tolist()],  # full power, without the shift
+        "energy_shift_db": float(channel.energy_shift_db),
         "participating": [bool(p) for p in channel.participating.tolist()],
         "energy_j": [float(e) for e in energy_j.tolist()],
         **{k: float(v) for k, v in metrics.items()},

@@ -61,9 +61,12 @@ class RoundChannel:
     Attributes:
         client_ids: The round's clients (sorted).
         weights: ``[K]`` float64 aggregation weights divided by their sum over the round.
-        snr_db: ``[K]`` average SNR in dB.
+        snr_db: ``[K]`` average SNR in dB at full power per symbol (what the large-scale model
+            drew; what a policy reads back as the client's SNR).
         fading: ``[K, M, N_r, N_t]`` small-scale channels, complex128.
         participating: ``[K]`` bool, after truncation.
+        energy_shift_db: Energy per value against full power per symbol (an energy budget,
+            :mod:`lit_airlora.channel.energy_budget`), applied on top of ``snr_db``.
     """
 
     client_ids: list[int]
@@ -71,11 +74,13 @@ class RoundChannel:
     snr_db: Tensor
     fading: Tensor
     participating: Tensor
+    energy_shift_db: float = 0.0
 
     @property
     def effective(self) -> Tensor:
-        """``sqrt(snr_k) G_k``: channels with unit transmit power and unit noise."""
-        amplitude = torch.pow(10.0, self.snr_db / 20.0).to(self.fading.device)
+        """``sqrt(snr_k s) G_k``: channels with unit transmit power and unit noise."""
+        snr_db = self.snr_db + self.energy_shift_db
+        amplitude = torch.pow(10.0, snr_db / 20.0).to(self.fading.device)
         return amplitude[:, None, None, None] * self.fading
 
     def index_of(self) -> dict[int, int]:
