@@ -196,21 +196,58 @@ def test_resume_over_the_air_matches_an_uninterrupted_run(tmp_path, tiny_llama_d
     assert [r["round"] for r in resumed_cb.history] == [0, 1]
 
 
-def test_energy_budget_makes_longer_payloads_noisier():
-    from lit_airlora.channel.energy_budget import payload_reals
+def _payload_reals(aggregator) -> int:
+    """Reals of the superposed payload: two per channel use of a one-antenna, one-carrier round."""
+    callback = OverTheAirAggregation(FixedSNR(20.0), AWGN(), receiver_noise=False)
+    return 2 * int(_run(callback, aggregator).metrics["comm/channel_uses"])
 
-    ctx = make_ctx(FedIT(), make_uploads())
-    reals = payload_reals(ctx, [n for n in ctx.global_adapter if FedIT().trainable(n)])
+
+def test_energy_budget_makes_longer_payloads_noisier():
+    reals = _payload_reals(FedIT())
     nmse, shifts = [], []
     for budget in (reals, reals // 10):  # one stream, one subcarrier: 2 N reals of energy
         callback = OverTheAirAggregation(FixedSNR(20.0), AWGN(), energy_budget_symbols=budget)
         metrics = _run(callback, FedIT()).metrics
         nmse.append(metrics["channel/agg_nmse"])
         shifts.append(metrics["channel/energy_shift_db"])
-    assert shifts[0] == pytest.approx(10 * torch.log10(torch.tensor(2.0)).item())
+    assert shifts[0] == pytest.approx(10 * torch.log10(torch.tensor(2.0)).item(), abs=1e-3)
     assert shifts[0] - shifts[1] == pytest.approx(10.0, abs=0.05)
     # Same noise draw, ~10x less energy per value: that much more error (stated tolerance 1%).
     assert nmse[1] / nmse[0] == pytest.approx(10 ** ((shifts[0] - shifts[1]) / 10), rel=0.01)
+
+
+def test_rank_policy_reads_back_the_snr_the_channel_drew_not_the_energy_shifted_one():
+    """The channel callback and the policy's ChannelState exchange an SNR: they must agree.
+
+    Under an energy budget the estimate sees the SNR shifted by the energy per value; the
+    history must still hold the full-power SNR, which the MSE models scale by D / D_full
+    themselves (counting the shift there as well would count it twice).
+    """
+    from lit_airlora.policy.channel_state import ChannelState
+
+    budget = _payload_reals(FedIT()) // 4  # 2 N / D = 1/2: a -3.01 dB shift
+    callback = OverTheAirAggregation(FixedSNR(10.0), AWGN(), energy_budget_symbols=budget)
+    ctx = _run(callback, FedIT())
+    assert ctx.metrics["channel/energy_shift_db"] == pytest.approx(-3.01, abs=0.01)
+    assert callback.history[-1]["energy_shift_db"] == ctx.metrics["channel/energy_shift_db"]
+    trainer = SimpleNamespace(callbacks=[callback], datamodule=None)
+    snr_db = ChannelState(None, None, 0).snr_db(trainer, ctx.round_idx)
+    assert snr_db.tolist() == [10.0] * len(ctx.round_clients)
+    assert ctx.metrics["channel/snr_db_mean"] == 10.0
+
+
+def test_truncated_clients_do_not_lengthen_the_energy_budget_payload():
+    uploads = make_uploads()
+    deep = max(uploads, key=lambda u: sum(u.ranks.values()))  # the longest upload sits out
+    gains = {u.client_id: 1.0 for u in uploads} | {deep.client_id: 1e-3}
+    shifts = []
+    for sender_set in (uploads, [u for u in uploads if u is not deep]):
+        callback = OverTheAirAggregation(
+            FixedSNR(20.0), FixedFading(gains), energy_budget_symbols=1000,
+            truncation_threshold=0.05, receiver_noise=False,
+        )  # fmt: skip
+        shifts.append(_run(callback, FedIT(), sender_set).metrics["channel/energy_shift_db"])
+    assert shifts[0] == shifts[1]
 
 
 def test_energy_budget_must_be_positive():
