@@ -43,7 +43,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         gguf_file: GGUF file inside ``model`` (dequantised once and cached as safetensors).
         cache_dir: Where to cache a dequantised GGUF model (default: ``~/.cache/lit_airlora``).
         lora: LoRA settings (target modules, max_rank, rank, alpha, dropout).
-        aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HetLoRA``).
+        aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HeteroFL``, ``HetLoRA``,
+            ``FedSALoRA``).
         client_ranks: Optional rank cap per client (client ``k`` uses entry ``k % len``), for
             heterogeneous-rank federations (HetLoRA).
         learning_rate: Local AdamW learning rate.
@@ -250,8 +251,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     def _freeze_untrained(self) -> None:
         for name, factors in self.lora_layers.items():
-            factors.lora_A.requires_grad_(self.aggregator.trainable(f"{name}.lora_A"))
-            factors.lora_B.requires_grad_(self.aggregator.trainable(f"{name}.lora_B"))
+            factors.lora_A.requires_grad_(self.aggregator.trained(f"{name}.lora_A"))
+            factors.lora_B.requires_grad_(self.aggregator.trained(f"{name}.lora_B"))
 
     def _finish_round(self) -> None:
         """Round end (on the last batch, before validation): uploads -> stages -> new global."""

@@ -5,7 +5,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from lit_airlora.federated.aggregators import FFALoRA, HetLoRA
+from lit_airlora.federated.aggregators import FFALoRA
+from lit_airlora.federated.heterogeneous import HeteroFL
 from tests.helpers import tiny_fit
 
 
@@ -72,7 +73,7 @@ def test_heterogeneous_client_ranks_send_smaller_payloads(tmp_path, tiny_llama_d
         tiny_llama_dir,
         tokenizer,
         max_epochs=1,
-        module_kwargs={"aggregator": HetLoRA(), "client_ranks": [1, 2, 4]},
+        module_kwargs={"aggregator": HeteroFL(), "client_ranks": [1, 2, 4]},
     )
     full = 32 * 2 * 4 * ((64 + 64) + (64 + 32))
     assert trainer.logged_metrics["comm/uplink_bits_per_client"] < full
@@ -145,3 +146,26 @@ def test_non_finite_losses_never_reach_the_adapter(
     assert trainer.logged_metrics["round/skipped_steps"] == 3  # 3 clients x 2 steps, every other
     assert all(torch.isfinite(t).all() for t in module.global_adapter.values())
     assert torch.isfinite(trainer.logged_metrics["round/train_loss"])
+
+
+def test_hetlora_prunes_and_fedsa_keeps_b_local_end_to_end(tmp_path, tiny_llama_dir, tokenizer):
+    from lit_airlora.federated.fedsa import FedSALoRA
+    from lit_airlora.federated.heterogeneous import HetLoRA
+
+    hetlora = HetLoRA(prune_fraction=0.5, prune_threshold=0.99)  # every client prunes
+    _, module = tiny_fit(
+        tmp_path / "het", tiny_llama_dir, tokenizer, max_epochs=2,
+        module_kwargs={"aggregator": hetlora, "client_ranks": [2, 4]},
+    )  # fmt: skip
+    assert hetlora.pruned_caps and all(cap <= 2 for cap in hetlora.pruned_caps.values())
+    assert module.clients.state_dict()["aggregator"] == hetlora.state_dict()
+    fedsa = FedSALoRA()
+    _, module = tiny_fit(
+        tmp_path / "fedsa", tiny_llama_dir, tokenizer, max_epochs=2,
+        module_kwargs={"aggregator": fedsa},
+    )  # fmt: skip
+    b_names = [n for n in module.global_adapter if n.endswith("lora_B")]
+    assert all(module.global_adapter[n].abs().max() == 0 for n in b_names)  # B never sent
+    assert fedsa.local_b and all(
+        any(t.abs().max() > 0 for t in own.values()) for own in fedsa.local_b.values()
+    )

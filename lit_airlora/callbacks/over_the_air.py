@@ -236,7 +236,7 @@ def check_linear_aggregator(aggregator: object) -> None:
         raise ValueError(
             f"`aggregator` ({type(aggregator).__name__}) is not linear (`is_linear` is False); "
             "over-the-air aggregation computes sums, so use a linear aggregator (FedIT, "
-            "FFALoRA, HetLoRA) or a digital link."
+            "FFALoRA, HeteroFL, FedSALoRA) or a digital link."
         )
 
 

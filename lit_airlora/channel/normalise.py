@@ -9,7 +9,7 @@ most one, so one power scaling ``eta`` serves every tensor and client. The serve
 ``sum_k w_k mu_kt m_k`` from the side information. [assumed, standard: Zhu et al., "Broadband
 analog aggregation for low-latency federated edge learning", IEEE TWC 2020, normalise
 with shared statistics.] The payload of a tensor is its active-rank block, with the largest
-rank among the round's participants (HetLoRA-style zero padding for lower ranks).
+rank among the round's participants (HeteroFL-style zero padding for lower ranks).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def masked_weighted_mean(
     weights: Sequence[float],
     names: Sequence[str],
 ) -> dict[str, Tensor]:
-    """HetLoRA-style zero padding: each entry averaged over the clients that sent it.
+    """HeteroFL-style zero padding: each entry averaged over the clients that sent it.
 
     ``out[i] = sum_k w_k m_k[i] x_k[i] / sum_k w_k m_k[i]`` (0 where no client sent entry i).
     """

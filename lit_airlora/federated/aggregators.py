@@ -1,8 +1,11 @@
 """Pluggable aggregators (chosen in YAML by ``class_path``).
 
-An aggregator decides which LoRA tensors clients train and send (``trainable``), and how the
-server combines uploads. All aggregators here are linear: ``partial_sums`` over one rank's uploads,
-a sum over ranks (``reduce``), then ``finalize``. Over-the-air aggregation needs exactly that.
+An aggregator decides which LoRA tensors clients train (``trained``) and send (``trainable``),
+what a client starts from and sends (``client_start``, ``client_upload``: the client side of an
+aggregation rule), and how the server combines uploads: ``partial_sums`` over one rank's uploads,
+a sum over ranks (``reduce``), then ``finalize``. Over-the-air aggregation needs ``is_linear``.
+Aggregators: FedIT and FFA-LoRA here, HeteroFL-style and HetLoRA in
+:mod:`lit_airlora.federated.heterogeneous`, FedSA-LoRA in :mod:`lit_airlora.federated.fedsa`.
 """
 
 from __future__ import annotations
@@ -33,9 +36,37 @@ class Aggregator(ABC):
     #: The aggregate is a linear function of the uploads (it can be computed over the air).
     is_linear: bool = True
 
+    #: Keeps per-client state in this process (refused under DDP, where clients move ranks).
+    has_client_state: bool = False
+
     def trainable(self, name: str) -> bool:
-        """Whether clients train and send the LoRA tensor ``name`` (``"<module>.lora_A"``)."""
+        """Whether clients send the LoRA tensor ``name`` (``"<module>.lora_A"``)."""
         return True
+
+    def trained(self, name: str) -> bool:
+        """Whether clients train ``name`` (default: the tensors they send)."""
+        return self.trainable(name)
+
+    def client_start(self, client_id: int, global_adapter: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The adapter client ``client_id`` starts its round from (default: the global one)."""
+        return global_adapter
+
+    def client_rank_cap(self, client_id: int, cap: int | None) -> int | None:
+        """The client's rank cap this round (``None``: the global ranks) after ``cap`` (config)."""
+        return cap
+
+    def client_upload(
+        self, upload: Upload, local: Mapping[str, Tensor], global_adapter: Mapping[str, Tensor]
+    ) -> Upload:
+        """What the client sends, from its update ``upload`` and its trained adapter ``local``."""
+        return upload
+
+    def state_dict(self) -> dict:
+        """Per-client state (tensors and builtins) for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
 
     @abstractmethod
     def partial_sums(
@@ -90,28 +121,3 @@ class FFALoRA(FedIT):
 
     def trainable(self, name: str) -> bool:
         return name.endswith("lora_B")
-
-
-class HetLoRA(FedIT):
-    """HetLoRA-style aggregation of heterogeneous ranks (Cho et al., EMNLP 2024).
-
-    Clients of lower rank send zero-padded factors; each entry is averaged over the clients that
-    sent it (weights ``w_k`` times the client's sent mask), so low-rank clients do not dilute the
-    high-rank components they never trained.
-    """
-
-    def partial_sums(
-        self, uploads: Sequence[Upload], template: Mapping[str, Tensor]
-    ) -> dict[str, Tensor]:
-        sums = super().partial_sums(uploads, template)
-        names = [n for n in template if self.trainable(n)]
-        for name in names:
-            count = torch.zeros_like(template[name], dtype=torch.float32)
-            for upload in uploads:
-                count.add_(upload.sent_mask(name).to(torch.float32), alpha=upload.weight)
-            sums[f"{name}{WEIGHT_KEY}"] = count
-        return sums
-
-    def finalize(self, sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        names = [n for n in sums if not n.endswith(WEIGHT_KEY)]
-        return {n: safe_divide(sums[n], sums[f"{n}{WEIGHT_KEY}"]) for n in names}

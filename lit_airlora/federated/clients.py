@@ -48,7 +48,9 @@ class ClientTrainer:
             self._finish_client()
         self.client, self.weight = client_id, weight
         module = self.module
-        load_adapter_tensors(module.lora_layers, module.global_adapter)
+        _check_client_state(module)
+        start = module.aggregator.client_start(client_id, module.global_adapter)
+        load_adapter_tensors(module.lora_layers, start)
         module.rank_masks.set_ranks(self.client_rank_map(client_id), truncate="none")
         optimizer = module.optimizers().optimizer
         optimizer.state.clear()
@@ -56,9 +58,10 @@ class ClientTrainer:
             _load_optimizer_state(optimizer, self.optimizer_states[client_id])
 
     def client_rank_map(self, client_id: int) -> dict[str, int]:
-        if not self.client_ranks:
+        cap = self.client_ranks[client_id % len(self.client_ranks)] if self.client_ranks else None
+        cap = self.module.aggregator.client_rank_cap(client_id, cap)
+        if cap is None:
             return dict(self.global_ranks)
-        cap = self.client_ranks[client_id % len(self.client_ranks)]
         return {name: min(rank, cap) for name, rank in self.global_ranks.items()}
 
     def observe_loss(self, loss: float) -> None:
@@ -93,15 +96,34 @@ class ClientTrainer:
             if module.aggregator.trainable(name):
                 delta = value - module.global_adapter[name]
                 tensors[name] = delta * active_rank_mask(name, delta, ranks)
-        self.uploads.append(Upload(self.client, tensors, ranks, self.weight))
+        upload = Upload(self.client, tensors, ranks, self.weight)
+        upload = module.aggregator.client_upload(upload, local, module.global_adapter)
+        self.uploads.append(upload)
         if self.keep_optimizer_state:
             self.optimizer_states[self.client] = _optimizer_state(module.optimizers().optimizer)
 
     def state_dict(self) -> dict:
-        return {"optimizer_states": self.optimizer_states}
+        return {
+            "optimizer_states": self.optimizer_states,
+            "aggregator": self.module.aggregator.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer_states = dict(state["optimizer_states"])
+        if "aggregator" in state:  # checkpoints from before aggregators kept state have none
+            self.module.aggregator.load_state_dict(state["aggregator"])
+
+
+def _check_client_state(module) -> None:
+    """Per-client aggregator state lives in one process; DDP moves clients between ranks."""
+    plan = getattr(module, "round_plan", None)
+    aggregator = module.aggregator
+    if aggregator.has_client_state and plan is not None and plan.world_size > 1:
+        raise RuntimeError(
+            f"`aggregator` ({type(aggregator).__name__}) keeps per-client state in the process "
+            f"that simulates the client, but this run has {plan.world_size} DDP processes and "
+            "clients move between them; run it on one process (devices: 1)."
+        )
 
 
 def _check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:

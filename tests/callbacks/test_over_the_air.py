@@ -12,7 +12,8 @@ from lit_airlora.callbacks.over_the_air import OverTheAirAggregation
 from lit_airlora.channel.beamforming import MatchedFilterBeamformer
 from lit_airlora.channel.fading import AWGN, OFDMTDL, FlatMIMO, RayleighBlock
 from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
-from lit_airlora.federated.aggregators import FedIT, FFALoRA, HetLoRA
+from lit_airlora.federated.aggregators import FedIT, FFALoRA
+from lit_airlora.federated.heterogeneous import HeteroFL
 from tests.channel.aircomp_helpers import FixedFading, make_ctx, make_uploads, run_ranks
 
 METRICS = {
@@ -34,7 +35,7 @@ def _run(callback, aggregator, uploads=None):
     return ctx
 
 
-@pytest.mark.parametrize("aggregator", [FedIT(), HetLoRA(), FFALoRA()])
+@pytest.mark.parametrize("aggregator", [FedIT(), HeteroFL(), FFALoRA()])
 @pytest.mark.parametrize(
     ("fading", "num_streams"), [(RayleighBlock(), 1), (FlatMIMO(4, 2), 2)], ids=["siso", "mimo"]
 )
@@ -60,7 +61,7 @@ def test_noise_shows_in_the_error_and_shrinks_with_snr():
 
 def test_deep_fade_client_sits_out_and_outputs_stay_finite():
     fading = FixedFading({0: 1.0, 1: 1e-20, 2: 0.0, 3: 0.8j})
-    ctx = _run(_callback(fading, truncation_threshold=0.05), HetLoRA())
+    ctx = _run(_callback(fading, truncation_threshold=0.05), HeteroFL())
     assert ctx.metrics["channel/truncated"] == 2 and ctx.metrics["channel/participating"] == 2
     assert all(torch.isfinite(t).all() for t in ctx.aggregate.values())
     assert ctx.metrics["comm/side_info_values"] == 2 * 4 * 2  # (mean, std) x 4 tensors x 2

@@ -11,7 +11,8 @@ from lit_airlora.channel.fading import FlatMIMO, RayleighBlock
 from lit_airlora.channel.large_scale import UniformSNR
 from lit_airlora.channel.normalise import module_names
 from lit_airlora.channel.seeding import make_generator
-from lit_airlora.federated.aggregators import FedIT, HetLoRA
+from lit_airlora.federated.aggregators import FedIT
+from lit_airlora.federated.heterogeneous import HeteroFL
 from tests.channel.aircomp_helpers import make_template, make_uploads
 
 
@@ -46,7 +47,7 @@ def _round(rank_uploads: list[list], aggregator, fading, num_streams: int) -> di
 
 @pytest.mark.parametrize(
     ("aggregator", "fading", "num_streams"),
-    [(FedIT(), RayleighBlock(), 1), (HetLoRA(), FlatMIMO(4, 2), 2)],
+    [(FedIT(), RayleighBlock(), 1), (HeteroFL(), FlatMIMO(4, 2), 2)],
 )
 def test_two_ranks_equal_one_rank(aggregator, fading, num_streams):
     uploads = make_uploads(ranks=(4, 2, 3, 1, 4))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_airlora.federated.aggregators import FedIT, FFALoRA, HetLoRA
+from lit_airlora.federated.aggregators import FedIT, FFALoRA
+from lit_airlora.federated.heterogeneous import HeteroFL
 from lit_airlora.federated.upload import Upload
 
 NAMES = ("m.lora_A", "m.lora_B")
@@ -57,9 +58,9 @@ def test_ffa_lora_trains_and_sends_only_b():
     assert set(agg.aggregate(_uploads(), _template())) == {"m.lora_B"}
 
 
-def test_hetlora_averages_each_component_over_its_senders():
+def test_heterofl_averages_each_component_over_its_senders():
     uploads = _uploads(ranks=(1, 2, 4, 4))
-    out = HetLoRA().aggregate(uploads, _template())
+    out = HeteroFL().aggregate(uploads, _template())
     w = np.array([u.weight for u in uploads])
     for name in NAMES:
         stacked = np.stack([u.tensors[name].numpy() for u in uploads])
