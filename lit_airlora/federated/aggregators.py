@@ -66,7 +66,8 @@ class Aggregator(ABC):
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict` (stateless aggregators have nothing to restore)."""
+        return None
 
     @abstractmethod
     def partial_sums(
