@@ -17,7 +17,12 @@ from lit_airlora.federated.clients import ClientTrainer
 from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.plan import RoundPlan, build_round_plan
-from lit_airlora.federated.round import apply_update, build_context, run_stages
+from lit_airlora.federated.round import (
+    apply_update,
+    build_context,
+    run_stages,
+    skipped_context,
+)
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
@@ -98,6 +103,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.perplexity_history: list[float] = []
         self.exported_adapter_dir: Path | None = None
         self.round_plan: RoundPlan | None = None
+        self.skipping_round = False
 
     # -- rank-mask API -------------------------------------------------------------------------
     @property
@@ -116,6 +122,14 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         load_adapter_tensors(self.lora_layers, self.global_adapter)
         self.rank_masks.set_ranks(ranks, truncate=truncate)
         self.global_adapter = adapter_tensors(self.lora_layers)
+
+    def skip_round_training(self) -> None:
+        """Skip the current round: no local steps, no uploads, zero bits in the ledger.
+
+        Called by a rank policy from ``on_round_start`` when the round is infeasible (AirLLM:
+        the payload exceeds the link's capacity budget). Every DDP rank must call it alike.
+        """
+        self.skipping_round = True
 
     def observe(self) -> dict[str, float]:
         """Training state for policies and controllers (last round's metrics)."""
@@ -141,12 +155,18 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def on_train_epoch_start(self) -> None:
+        self.skipping_round = False
         self.round_plan = self._plan_round()  # published before the callbacks' round start
         dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
         self.clients.start_round()  # after the policies: it records this round's global ranks
 
     @override
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.skipping_round:
+            self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
+            if self.trainer.is_last_batch:
+                self._finish_round()
+            return None
         self.clients.switch_to(int(batch["client_id"][0]), float(batch["client_weight"][0]))
         optimizer = self.optimizers()
         with self._no_grad_sync():
@@ -163,7 +183,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         else:
             self.clients.skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)
-        self.clients.observe_batch(batch["input_ids"])
+        self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
         if self.trainer.is_last_batch:
             self._finish_round()
         return loss.detach()
@@ -258,8 +278,11 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         """Round end (on the last batch, before validation): uploads -> stages -> new global."""
         uploads = self.clients.finish_round()
         round_idx = self.current_epoch
-        ctx = build_context(uploads, self.global_adapter, self.aggregator, self.round_plan)
-        ctx = run_stages(self.trainer, self, ctx)
+        if self.skipping_round:  # nothing crosses the link: no stage runs
+            ctx = skipped_context(self.global_adapter, self.aggregator, self.round_plan)
+        else:
+            ctx = build_context(uploads, self.global_adapter, self.aggregator, self.round_plan)
+            ctx = run_stages(self.trainer, self, ctx)
         self.global_adapter, finite = apply_update(
             self.global_adapter, ctx.aggregate, self.hparams.server_learning_rate
         )
@@ -270,7 +293,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
                 "round/train_loss": self._round_train_loss(),
                 "round/skipped_nonfinite": float(not finite),
                 "round/skipped_steps": float(self.clients.skipped_steps),
-                "round/token_entropy": self.clients.token_entropy(),
+                "round/skipped": float(self.skipping_round),
+                **self._round_token_stats(),
             }
         )
         self.last_metrics.update(ctx.metrics)
@@ -309,11 +333,22 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         return datamodule
 
     def _round_train_loss(self) -> float:
+        """Mean local loss over all ranks' steps (NaN in a skipped round: nothing trained)."""
         local = torch.tensor(
             [self.clients.loss_sum, float(self.clients.loss_count)], dtype=torch.float64
         )
         loss_sum, count = reduce_sum({"x": local})["x"].tolist()
-        return loss_sum / max(count, 1.0)
+        return loss_sum / count if count > 0 else math.nan
+
+    def _round_token_stats(self) -> dict[str, float]:
+        """Token entropy and unknown-token rate of the round's batches, over all ranks."""
+        entropy_sum, batches, unknown, tokens = reduce_sum({"x": self.clients.token_sums()})[
+            "x"
+        ].tolist()
+        return {
+            "round/token_entropy": entropy_sum / max(batches, 1.0),
+            "round/unk_rate": unknown / max(tokens, 1.0),
+        }
 
     def _has_val_data(self) -> bool:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -99,6 +99,14 @@ class RankPolicyCallback(StageCallback, RankSource):
             if self._pending_mask_ranks is not None:
                 self._masks.load_state_dict(self._pending_mask_ranks)
         self.policy.check_max_rank(self._max_rank(pl_module))
+        can_skip = callable(getattr(pl_module, "skip_round_training", None))
+        if self.policy.skips_rounds and not can_skip:
+            raise ValueError(
+                f"`policy` ({type(self.policy).__name__}) skips infeasible rounds, which needs a "
+                f"module with `skip_round_training()` (FederatedLoRAModule, also for remote "
+                f"fine-tuning with one client); {type(pl_module).__name__} has none. Set the "
+                "policy's `skip_infeasible: false` to train those rounds (still penalised)."
+            )
         available = self._available_observations(trainer, pl_module)
         check_required(self.policy.required_observations, available, type(self.policy).__name__)
 
@@ -142,6 +150,8 @@ class RankPolicyCallback(StageCallback, RankSource):
             check_action(ranks, obs, type(self.policy).__name__)
             self._set_ranks(pl_module, ranks)
             self._pending = (obs, ranks)
+            if self.policy.skip_round(obs, ranks):
+                pl_module.skip_round_training()
         ranks = self._ranks(pl_module)
         self._record(round_idx, ranks)
         self._log_round(trainer, pl_module, round_idx, ranks)
@@ -183,6 +193,7 @@ class RankPolicyCallback(StageCallback, RankSource):
         after = pl_module.global_adapter
         sums = ctx.reduce({"power": state.upload_power_sums(ctx.uploads)})["power"]
         self._end_round(trainer, pl_module, ctx.global_adapter, after, sums, dict(ctx.metrics))
+        ctx.metrics.update({f"policy/{k}": v for k, v in self.policy.update_metrics().items()})
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -191,6 +202,8 @@ class RankPolicyCallback(StageCallback, RankSource):
             sums = state.factor_update_power(self._start, after)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
             self._end_round(trainer, pl_module, self._start, after, sums, metrics)
+            for key, value in self.policy.update_metrics().items():
+                pl_module.log(f"policy/{key}", float(value), on_step=False, on_epoch=True)
 
     def _end_round(self, trainer, pl_module, before, after, power_sums, metrics) -> None:
         if all(bool(torch.isfinite(t).all()) for t in after.values()):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from lit_airlora.federated.token_stats import (
+    batch_token_stats,
+    ignored_ids,
+    text_token_mask,
+    unknown_token_table,
+)
 from lit_airlora.federated.upload import Upload, active_rank_mask
 from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
 
@@ -29,6 +33,8 @@ class ClientTrainer:
         self.client_ranks = list(client_ranks or [])
         self.keep_optimizer_state = keep_optimizer_state
         self.optimizer_states: dict[int, dict] = {}
+        self.unknown_ids = unknown_token_table(module.tokenizer)
+        self.ignored_ids = ignored_ids(module.tokenizer, self.unknown_ids)
         self.start_round()
 
     def start_round(self) -> None:
@@ -39,6 +45,7 @@ class ClientTrainer:
         self.loss_sum, self.loss_count = 0.0, 0
         self.skipped_steps = 0
         self.entropy_sum, self.entropy_count = 0.0, 0
+        self.unknown_count, self.token_count = 0.0, 0.0
 
     def switch_to(self, client_id: int, weight: float) -> None:
         """Start ``client_id`` (finishing the previous client) unless it is already running."""
@@ -68,16 +75,24 @@ class ClientTrainer:
         self.loss_sum += loss
         self.loss_count += 1
 
-    def observe_batch(self, input_ids: torch.Tensor) -> None:
-        """Token entropy of the batch (normalised by log vocabulary size), as AirLLM observes."""
-        counts = torch.bincount(input_ids.flatten()).double()
-        p = counts[counts > 0] / counts.sum()
-        vocab = max(len(self.module.tokenizer), 2)
-        self.entropy_sum += float(-(p * p.log()).sum() / math.log(vocab))
+    def observe_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> None:
+        """Token entropy (normalised by log vocabulary size) and unknown tokens of the batch,
+        as AirLLM observes (see :mod:`lit_airlora.federated.token_stats`)."""
+        mask = text_token_mask(input_ids, attention_mask, self.ignored_ids)
+        entropy, unknown, tokens = batch_token_stats(
+            input_ids, mask, self.unknown_ids, len(self.module.tokenizer)
+        )
+        self.entropy_sum += entropy
         self.entropy_count += 1
+        self.unknown_count += unknown
+        self.token_count += tokens
 
-    def token_entropy(self) -> float:
-        return self.entropy_sum / max(self.entropy_count, 1)
+    def token_sums(self) -> torch.Tensor:
+        """``[4]`` float64: entropy sum, batch count, unknown tokens, tokens (to reduce)."""
+        values = [self.entropy_sum, self.entropy_count, self.unknown_count, self.token_count]
+        return torch.tensor(values, dtype=torch.float64)
 
     def finish_round(self) -> list[Upload]:
         """Finish the last client and restore the global ranks; returns this rank's uploads."""

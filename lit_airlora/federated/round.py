@@ -47,6 +47,22 @@ def build_context(
     )
 
 
+def skipped_context(
+    global_adapter: Mapping[str, Tensor], aggregator: Aggregator, plan: RoundPlan
+) -> RoundContext:
+    """The context of a skipped round: no uploads, an empty update, no stage to run."""
+    return RoundContext(
+        round_idx=plan.round_idx,
+        uploads=[],
+        global_adapter=dict(global_adapter),
+        aggregator=aggregator,
+        ideal_aggregate={},
+        reduce=reduce_sum,
+        plan=plan,
+        aggregate={},
+    )
+
+
 def run_stages(trainer, pl_module, ctx: RoundContext) -> RoundContext:
     """Encode -> transmit -> aggregate on every callback, then the default aggregation."""
     callbacks = list(trainer.callbacks) if trainer is not None else []

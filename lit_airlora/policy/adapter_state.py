@@ -18,6 +18,7 @@ SCALAR_KEYS: dict[str, tuple[str, ...]] = {
     "train_loss": ("round/train_loss", "train_loss", "train/loss", "loss"),
     "val_loss": ("val/loss", "val_loss"),
     "token_entropy": ("round/token_entropy", "token_entropy"),
+    "unk_rate": ("round/unk_rate", "unk_rate"),
 }
 
 

@@ -62,12 +62,23 @@ class RankPolicy:
     def update(self, obs: Observation, ranks: Mapping[str, int], feedback: Feedback) -> None:
         """Learn from the outcome of ``ranks`` chosen on ``obs`` (no-op unless learning)."""
 
+    #: Whether :meth:`skip_round` may return True (the module must then support skipping).
+    skips_rounds: bool = False
+
+    def skip_round(self, obs: Observation, ranks: Mapping[str, int]) -> bool:
+        """Whether the round with ``ranks`` must train nothing (AirLLM: infeasible payload)."""
+        return False
+
     def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:
         """Bits one client uploads for ``ranks``: float32 ``A`` and ``B`` rows (no extras)."""
         return float(costs.payload_bits(ranks, shapes, values_per_rank_extra=0))
 
     def metrics(self) -> dict[str, float]:
-        """Scalars about the last decision or update, logged under ``policy/``."""
+        """Scalars about the last decision, logged under ``policy/`` when the round starts."""
+        return {}
+
+    def update_metrics(self) -> dict[str, float]:
+        """Scalars about the last :meth:`update` (reward ...), logged under ``policy/``."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

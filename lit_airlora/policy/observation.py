@@ -116,7 +116,9 @@ def airllm_state_vector(
     """AirLLM's state ``[snr, bandwidth, entropy, unk_rate, r_1/r_max, ...]``: ``[4 + L]`` float32.
 
     SNR and bandwidth are min-max normalised over their ranges (0.5 for a degenerate range, as
-    in the official code); with several clients the worst SNR is used. Missing values are 0.
+    in the official code; not clipped, so an SNR outside the range shows as such); with several
+    clients the worst SNR is used. The unknown-token rate is the module's ``round/unk_rate``
+    (see :mod:`lit_airlora.federated.token_stats`). Missing values are 0.
     """
     snr = float(obs.snr_db.min()) if obs.snr_db is not None else snr_range_db[0]
     bandwidth = obs.bandwidth_hz if obs.bandwidth_hz is not None else bandwidth_range_hz[0]
@@ -124,7 +126,7 @@ def airllm_state_vector(
         _min_max(snr, snr_range_db),
         _min_max(bandwidth, bandwidth_range_hz),
         obs.token_entropy or 0.0,
-        obs.scalars.get("unk_rate", 0.0),
+        obs.scalars.get("round/unk_rate", obs.scalars.get("unk_rate", 0.0)),
     ]
     ranks = [obs.ranks[name] / obs.max_rank for name in obs.modules]
     return torch.tensor(head + ranks, dtype=torch.float32)
