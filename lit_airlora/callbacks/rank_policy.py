@@ -148,10 +148,12 @@ class RankPolicyCallback(StageCallback, RankSource):
             obs = self.observe(trainer, pl_module, round_idx)
             ranks = self.policy.act(obs)
             check_action(ranks, obs, type(self.policy).__name__)
-            self._set_ranks(pl_module, ranks)
             self._pending = (obs, ranks)
             if self.policy.skip_round(obs, ranks):
+                # Nothing is trained or sent: the adapter and its ranks stay as they were.
                 pl_module.skip_round_training()
+            else:
+                self._set_ranks(pl_module, ranks)
         ranks = self._ranks(pl_module)
         self._record(round_idx, ranks)
         self._log_round(trainer, pl_module, round_idx, ranks)

@@ -104,9 +104,13 @@ class AirLLMEnvironment:
 
 
 def encode_ranks(ranks: Tensor, rank_min: int, rank_max: int) -> Tensor:
-    """Ranks ``[..., L]`` int to ``[-1, 1]`` float32 (the inverse of :func:`decode_ranks`)."""
+    """Ranks ``[..., L]`` int to ``[-1, 1]`` float32 (the inverse of :func:`decode_ranks`).
+
+    A rank maps to the lower edge of its decoding bin, as in the official code, nudged 1e-6
+    into the bin so that float rounding cannot decode it one rank lower.
+    """
     span = max(rank_max - rank_min, 1)
-    return 2.0 * (ranks.float() - rank_min) / span - 1.0
+    return (2.0 * (ranks.float() - rank_min) / span - 1.0 + 1e-6).clamp(max=1.0)
 
 
 def decode_ranks(x: Tensor, rank_min: int, rank_max: int) -> Tensor:

@@ -1,0 +1,118 @@
+"""AirLLM's policies in a fit: infeasible rounds train and send nothing; resume with the agent."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from lit_airlora.callbacks.rank_policy import RankPolicyCallback
+from lit_airlora.channel.large_scale import UniformSNR
+from lit_airlora.lora.layers import adapter_tensors
+from lit_airlora.policy.agent_settings import DDIMSettings, PPOSettings
+from lit_airlora.policy.airllm import AirLLMPolicy
+from lit_airlora.policy.airllm_env import AirLLMEnvironment
+from lit_airlora.policy.random_feasible import RandomFeasiblePolicy
+from tests.helpers import tiny_fit
+
+#: The tiny Llama's q/v adapters cost 14,464 bits per rank; at 10 kHz rank 1 fits above
+#: about 2.4 dB, so SNRs drawn in [-10, 15] dB make some rounds infeasible and some feasible.
+ENV = AirLLMEnvironment(bandwidth_hz=10e3)
+SNRS = UniformSNR(-10.0, 15.0, per_round=True)
+DATA = {"clients_per_round": 1, "local_steps": 1}
+
+
+class RoundRecorder(Callback):
+    """Keeps, per round, whether it was skipped, its uplink bits, and the live adapter."""
+
+    def __init__(self):
+        self.rounds = []
+
+    def on_round_end(self, trainer, pl_module, ctx):
+        live = adapter_tensors(pl_module.lora_layers)
+        self.rounds.append(
+            {
+                "skipped": bool(ctx.metrics["round/skipped"]),
+                "bits": ctx.metrics["comm/uplink_bits"],
+                "uploads": len(ctx.uploads),
+                "global": {k: v.clone() for k, v in pl_module.global_adapter.items()},
+                "live": {k: v.clone() for k, v in live.items()},
+            }
+        )
+
+
+def test_infeasible_rounds_change_no_adapter_tensor_and_upload_nothing(
+    tmp_path, tiny_llama_dir, tokenizer
+):
+    recorder = RoundRecorder()
+    policy = RandomFeasiblePolicy(environment=ENV, seed=0)
+    callback = RankPolicyCallback(policy, large_scale=SNRS, seed=1, heatmap_every_n_rounds=0)
+    _, module = tiny_fit(
+        tmp_path, tiny_llama_dir, tokenizer, 6, callbacks=[callback, recorder], data_kwargs=DATA
+    )
+    start = {k: v.clone() for k, v in adapter_tensors(module.lora_layers).items()}
+    rounds = recorder.rounds
+    assert {r["skipped"] for r in rounds} == {True, False}  # both kinds happened
+    previous = None
+    for record in rounds:
+        if record["skipped"]:
+            assert record["bits"] == 0.0 and record["uploads"] == 0
+            before = previous["global"] if previous else None
+            if before is not None:
+                for name, tensor in record["global"].items():
+                    assert torch.equal(tensor, before[name]), name
+                    assert torch.equal(record["live"][name], before[name]), name
+        else:
+            assert record["bits"] > 0 and record["uploads"] == 1
+            if previous is not None:
+                assert any(
+                    not torch.equal(t, previous["global"][n]) for n, t in record["global"].items()
+                )
+        previous = record
+    assert module.ledger.total_bits == sum(r["bits"] for r in rounds)
+    assert set(start) == set(rounds[-1]["global"])
+
+
+def _airllm_callback() -> RankPolicyCallback:
+    policy = AirLLMPolicy(
+        episode_length=2,
+        environment=ENV,
+        ppo=PPOSettings(hidden=16),
+        ddim=DDIMSettings(hidden=32, num_train_timesteps=50, num_inference_steps=5, warmup=2),
+        coarse_dim=4,
+        seed=0,
+    )
+    return RankPolicyCallback(policy, large_scale=SNRS, seed=1, heatmap_every_n_rounds=0)
+
+
+@pytest.mark.slow  # three tiny fits
+def test_resume_with_the_agent_matches_an_uninterrupted_run(tmp_path, tiny_llama_dir, tokenizer):
+    full_cb = _airllm_callback()
+    _, full = tiny_fit(
+        tmp_path / "full", tiny_llama_dir, tokenizer, 5, callbacks=[full_cb], data_kwargs=DATA
+    )
+    trainer, _ = tiny_fit(
+        tmp_path / "cut", tiny_llama_dir, tokenizer, 3, [_airllm_callback()], data_kwargs=DATA
+    )
+    ckpt = trainer.checkpoint_callback.best_model_path
+    assert torch.load(ckpt, weights_only=True)  # the agent's state loads with weights_only
+    resumed_cb = _airllm_callback()
+    _, resumed = tiny_fit(
+        tmp_path / "cut",
+        tiny_llama_dir,
+        tokenizer,
+        5,
+        callbacks=[resumed_cb],
+        data_kwargs=DATA,
+        ckpt_path=ckpt,
+    )
+    assert resumed_cb.rank_history == full_cb.rank_history
+    for name, value in full.global_adapter.items():
+        assert torch.equal(resumed.global_adapter[name], value), name
+    full_state, resumed_state = full_cb.policy.state_dict(), resumed_cb.policy.state_dict()
+    assert torch.equal(full_state["generator"], resumed_state["generator"])
+    for name, value in full_state["agent"]["net"].items():
+        assert torch.equal(resumed_state["agent"]["net"][name], value), name
+    for name, value in full_state["refiner"]["denoiser"].items():
+        assert torch.equal(resumed_state["refiner"]["denoiser"][name], value), name
+    assert resumed.ledger.total_bits == full.ledger.total_bits
