@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Callback
 
 from lit_airlora.callbacks.rank_policy import RankPolicyCallback
 from lit_airlora.channel.large_scale import UniformSNR
+from lit_airlora.federated.stages import StageCallback
 from lit_airlora.lora.layers import adapter_tensors
 from lit_airlora.policy.agent_settings import DDIMSettings, PPOSettings
 from lit_airlora.policy.airllm import AirLLMPolicy
@@ -22,7 +22,7 @@ SNRS = UniformSNR(-10.0, 15.0, per_round=True)
 DATA = {"clients_per_round": 1, "local_steps": 1}
 
 
-class RoundRecorder(Callback):
+class RoundRecorder(StageCallback):
     """Keeps, per round, whether it was skipped, its uplink bits, and the live adapter."""
 
     def __init__(self):
