@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torchmetrics.text import Perplexity
 from typing_extensions import override
 
@@ -52,9 +53,15 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             ``FedSALoRA``).
         client_ranks: Optional rank cap per client (client ``k`` uses entry ``k % len``), for
             heterogeneous-rank federations (HetLoRA).
-        learning_rate: Local AdamW learning rate.
-        weight_decay: Local AdamW weight decay.
-        gradient_clip_val: Max gradient norm of local steps (``None``: no clipping).
+        learning_rate: Learning rate of the default local optimizer (AdamW).
+        weight_decay: Weight decay of the default local optimizer (AdamW).
+        optimizer: Local optimizer, built on the trained LoRA factors (in YAML a ``class_path``
+            such as ``torch.optim.SGD`` with its ``init_args``; ``None``: AdamW with
+            ``learning_rate`` and ``weight_decay``). FedSGD is ``torch.optim.SGD`` with
+            ``lr: 1.0`` and one local step: the upload is then minus the (clipped) gradient
+            and ``server_learning_rate`` is the step size (McMahan et al., AISTATS 2017).
+        gradient_clip_val: Max gradient norm of local steps (``None``: no clipping), applied
+            after every callback's gradient term (SOFT's orthogonality regulariser).
         server_learning_rate: Scale of the aggregate update applied to the global adapter.
         keep_client_optimizer_state: Keep each client's optimizer state across rounds (it is
             checkpointed); by default it is reset when a client starts its round.
@@ -73,6 +80,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         client_ranks: list[int] | None = None,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        optimizer: OptimizerCallable | None = None,
         gradient_clip_val: float | None = 1.0,
         server_learning_rate: float = 1.0,
         keep_client_optimizer_state: bool = False,
@@ -80,7 +88,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["aggregator", "lora"])
+        self.save_hyperparameters(ignore=["aggregator", "lora", "optimizer"])
+        self.optimizer_factory = optimizer
         self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
         self.lora_settings = lora or LoRASettings()
@@ -142,9 +151,17 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def configure_optimizers(self):
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(self._trainable)
         return torch.optim.AdamW(
             self._trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
+
+    @override
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning runs the callbacks' hook first: clip the gradient they completed.
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val)
 
     @override
     def on_train_start(self) -> None:
@@ -176,9 +193,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
                 self.manual_backward(loss)
         # A non-finite loss or gradient skips the step: it never reaches the adapter.
         if finite and self._gradients_finite():
-            if self.hparams.gradient_clip_val:
-                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val)
-            optimizer.step()
+            optimizer.step()  # clipped in on_before_optimizer_step
             self.clients.observe_loss(float(loss.detach()))
         else:
             self.clients.skipped_steps += 1
