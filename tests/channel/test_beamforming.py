@@ -1,4 +1,4 @@
-"""Receive beamformers: unit norm, and the manifold optimiser never loses to matched filtering."""
+"""Receive beamformers: unit norm; the manifold optimiser reaches a closed-form optimum."""
 
 from __future__ import annotations
 
@@ -32,13 +32,32 @@ def test_unit_frobenius_norm_per_subcarrier(cls):
     torch.testing.assert_close(norms, torch.ones(4, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_manifold_never_worse_than_matched_filter(seed):
-    h, cost, g = _channels(seed)
+@pytest.mark.parametrize("seed", range(3))
+def test_manifold_reaches_the_single_client_closed_form(seed):
+    """One client, S = 2: min over unit-Frobenius A of tr[(A^H R A)^-1] is (sum_i l_i^-1/2)^2
+    (A on R's top-S eigenvectors, powers a_i^2 proportional to l_i^-1/2, Lagrange). The
+    matched filter spreads power evenly, S sum_i 1/l_i: worse whenever the l_i differ. The
+    optimiser must find the closed form (tolerance 1e-3 relative); keeping its best iterate
+    from the matched filter could not by itself pass this."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn((1, 3, 4, 2), dtype=C128, generator=g)
+    h[..., 1] *= 0.3  # unequal eigenvalues: the matched filter is strictly suboptimal
+    cost = torch.ones(1, dtype=torch.float64)
+    eigenvalues = torch.linalg.eigvalsh(h[0] @ h[0].mH)[:, -2:]  # (M, S), top two
+    closed_form = eigenvalues.rsqrt().sum(dim=-1).square()  # (M,)
+    matched = beamforming_cost(h, MatchedFilterBeamformer()(h, cost, 2, g), cost)
+    manifold = beamforming_cost(
+        h, ManifoldBeamformer(num_steps=300, learning_rate=0.02)(h, cost, 2, g), cost
+    )
+    assert torch.all(matched > 1.05 * closed_form)
+    torch.testing.assert_close(manifold, closed_form, rtol=1e-3, atol=0.0)
+
+
+def test_manifold_improves_on_the_matched_filter_for_several_clients():
+    h, cost, g = _channels(0)
     matched = beamforming_cost(h, MatchedFilterBeamformer()(h, cost, 2, g), cost)
     manifold = beamforming_cost(h, ManifoldBeamformer(num_steps=60)(h, cost, 2, g), cost)
-    assert torch.all(manifold <= matched * (1 + 1e-12))
-    assert float(manifold.sum()) < float(matched.sum())  # and it does improve
+    assert float(manifold.sum()) < 0.95 * float(matched.sum())  # at least 5% better
 
 
 def test_random_beamformer_follows_its_generator():

@@ -26,16 +26,17 @@ def _run(num_rounds, budget_s, fading, budget_for_scheduling=None):
 
 
 def test_virtual_queue_keeps_time_average_latency_at_the_budget():
-    """500 rounds, SNR = mean x U(0.2, 1.8) (seed 0). Summing the queue update gives
-    avg T <= T_bar + Q(N) / N; the queue stays small, so the average is within 1% of T_bar,
-    while always sending everything (rho = 0) would average well over it."""
+    """500 rounds, SNR = mean x U(0.2, 1.8) (seed 0). The queue is mean-rate stable (Q(N) / N
+    under 1% of T_bar: a controller that ignored the queue would let it grow by the excess
+    every round) and the average latency is within 1% of T_bar, while always sending
+    everything (rho = 0) would average well over it."""
     budget_s = 1.0
 
     def fading(g):
         return 0.2 + 1.6 * torch.rand(5, dtype=torch.float64, generator=g)
 
     average_s, queue_s, chosen = _run(500, budget_s, fading)
-    assert average_s <= budget_s + queue_s / 500 + 1e-9
+    assert queue_s / 500 < 0.01 * budget_s
     assert average_s <= 1.01 * budget_s
     assert min(chosen) == 0.0 and max(chosen) >= 0.5  # it trades accuracy for latency
     mean_snr = torch.tensor([1.0, 3.0, 10.0, 30.0, 100.0], dtype=torch.float64)
@@ -48,13 +49,14 @@ def test_virtual_queue_keeps_time_average_latency_at_the_budget():
 def test_scheduling_keeps_the_average_at_the_budget_under_rayleigh_fading():
     """Rayleigh fading makes a weak client's latency heavy-tailed (its mean diverges); dropping
     clients whose deep fade keeps even the sparsest round over budget restores the queue's
-    guarantee: avg T <= T_bar + Q(N) / N, within 2% of T_bar (300 rounds, seed 0)."""
+    guarantee: the queue stays mean-rate stable and the average within 2% of T_bar (300
+    rounds, seed 0)."""
 
     def fading(g):
         return torch.empty(5, dtype=torch.float64).exponential_(generator=g)
 
     average_s, queue_s, _ = _run(300, 1.0, fading, budget_for_scheduling=1.0)
-    assert average_s <= 1.0 + queue_s / 300 + 1e-9
+    assert queue_s / 300 < 0.01
     assert average_s <= 1.02
 
 
