@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.remote import is_federated
 from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.upload import RoundContext, Upload
+
+log = logging.getLogger(__name__)
 
 # Stream tags of a client's generators: CPU (large-scale draws) and device (everything else).
 _CPU_STREAM, _DEVICE_STREAM = 0, 1
@@ -157,8 +160,35 @@ class DigitalUplink(RemoteLinkMixin):
             sent = [self._encode(u, ctx, device) for u in ctx.uploads]
             report = self._send(sent)
             results = [self._receive(s, report, k) for k, s in enumerate(sent)]
-        ctx.uploads = [r.upload for r in results]
         ctx.metrics.update(self._metrics(ctx, results))
+        outage = _outage(report, len(results))
+        ctx.uploads = [r.upload for r, out in zip(results, outage, strict=True) if not out]
+        ctx.metrics["channel/outage_clients"] = self._log_outage(ctx, results, outage, report)
+
+    def _log_outage(self, ctx, results, outage: list[bool], report) -> float:
+        """Name the clients the link silenced and why; their count over all DDP ranks."""
+        silenced = [
+            (r.upload.client_id, k)
+            for k, (r, out) in enumerate(zip(results, outage, strict=True))
+            if out
+        ]
+        if silenced:
+            sinr = report.extras.get("sinr_eff_db")
+            detail = ", ".join(
+                f"client {c} (effective SINR {float(sinr[k]):.1f} dB)"
+                if sinr is not None
+                else f"client {c}"
+                for c, k in silenced
+            )
+            log.info(
+                "Round %d: %s below the lowest MCS at the %.0f%% BLER target: upload dropped "
+                "(outage).",
+                ctx.round_idx,
+                detail,
+                100 * self.link.target_bler,
+            )
+        count = torch.tensor([float(len(silenced))], dtype=torch.float64)
+        return float(ctx.reduce({"outage": count})["outage"][0])
 
     def round_snr_db(self, round_idx: int) -> Tensor | None:
         """``[K]`` float64 mean SNR (dB) of round ``round_idx``'s clients (sorted ids).
@@ -247,6 +277,13 @@ class DigitalUplink(RemoteLinkMixin):
         return round_link_metrics(
             total, reduced["airtime_s"], self.multiple_access, self.link.corrupts_bits
         )
+
+
+def _outage(report: LinkReport | None, num_clients: int) -> list[bool]:
+    """Per client, whether the link silenced it (``extras["outage"]``; none if not reported)."""
+    if report is None or "outage" not in report.extras:
+        return [False] * num_clients
+    return [bool(x) for x in report.extras["outage"].tolist()]
 
 
 def _predict_round_keys(trainer, pl_module, seed: int) -> _RoundKeys | None:

@@ -73,6 +73,13 @@ class AbstractionLink(DigitalLink):
     each; ``airtime = slots * slot duration``, ``energy = tx_power_w * airtime``, and the rate
     is ``TB size / slot duration``.
 
+    Outage rule (link adaptation only, ``outage=True``): a client whose TBLER even at the MCS
+    link adaptation fell back to exceeds ``target_bler`` (a deep fade below what the lowest MCS
+    decodes at the target) stays silent that round: no transmission, airtime or energy, and
+    ``extras["outage"]`` marks it so the uplink drops its upload instead of delivering lost
+    blocks as zeros. Clients already send at ``tx_power_w``, their maximum, so uplink power
+    control cannot lift them; the target then holds for every client that transmits.
+
     Sionna's tables give the BLER of a code block of a given size at the MCS's target code rate.
     For very small allocations the TB size rounding of TS 38.214 makes the actual rate higher
     (e.g. 112 bits on 192 coded bits, rate 0.58, for MCS 7 at target rate 0.51), and the
@@ -87,7 +94,8 @@ class AbstractionLink(DigitalLink):
         subcarrier_spacing_hz: Subcarrier spacing in Hz (15e3 * 2^mu).
         num_data_symbols: Data OFDM symbols per 14-symbol slot (the rest carry DMRS).
         max_retransmissions: HARQ retransmissions of a failed TB before it is dropped.
-        tx_power_w: Client transmit power in watts.
+        tx_power_w: Client transmit power in watts (its maximum).
+        outage: With link adaptation, silence clients that miss ``target_bler`` at every MCS.
     """
 
     def __init__(
@@ -100,6 +108,7 @@ class AbstractionLink(DigitalLink):
         num_data_symbols: int = 12,
         max_retransmissions: int = 0,
         tx_power_w: float = 0.2,
+        outage: bool = True,
     ) -> None:
         _check_mcs(mcs_index, mcs_table)
         if not (isinstance(target_bler, (int, float)) and 0 < target_bler < 1):
@@ -119,7 +128,7 @@ class AbstractionLink(DigitalLink):
         self.mcs_index, self.mcs_table, self.target_bler = mcs_index, mcs_table, float(target_bler)
         self.subcarrier_spacing_hz = float(subcarrier_spacing_hz)
         self.num_data_symbols, self.max_retransmissions = num_data_symbols, max_retransmissions
-        self.tx_power_w = float(tx_power_w)
+        self.tx_power_w, self.outage = float(tx_power_w), bool(outage)
         self.slot_s = slot_duration_s(subcarrier_spacing_hz)
         self._device: str | None = None
 
@@ -157,11 +166,17 @@ class AbstractionLink(DigitalLink):
             mcs, sinr=grid, mcs_table_index=self.mcs_table, mcs_category=PUSCH_CATEGORY
         )
         lengths = [payload_length(p) for p in payloads]
+        outage = self.outage_mask(tbler.cpu())
         draws = [
-            harq_attempts(num_blocks(n, int(b)), float(p), self.max_retransmissions, g)
-            for n, b, p, g in zip(lengths, tb_bits, tbler.cpu(), generators, strict=True)
+            silent(num_blocks(n, int(b)))
+            if out
+            else harq_attempts(num_blocks(n, int(b)), float(p), self.max_retransmissions, g)
+            for n, b, p, g, out in zip(
+                lengths, tb_bits, tbler.cpu(), generators, outage.tolist(), strict=True
+            )
         ]
         extras = {
+            "outage": outage,
             "mcs_index": mcs.cpu().to(torch.int64),
             "tb_bits": tb_bits.to(torch.int64),
             "tbler": tbler.cpu().to(torch.float64),
@@ -169,6 +184,12 @@ class AbstractionLink(DigitalLink):
             "rate_bps": tb_bits.to(torch.float64) / self.slot_s,
         }
         return self._report(lengths, tb_bits, draws, extras)
+
+    def outage_mask(self, tbler: Tensor) -> Tensor:
+        """``[K]`` bool: clients above ``target_bler`` at link adaptation's MCS (silenced)."""
+        if not self.outage or self.mcs_index is not None:
+            return torch.zeros(tbler.shape, dtype=torch.bool)
+        return tbler.to(torch.float64) > self.target_bler * (1 + 1e-6)
 
     def sinr_grid(self, fading: Tensor, no: Tensor) -> Tensor:
         """Post-equalisation SINR on the allocation, in Sionna's layout.
@@ -248,6 +269,11 @@ class AbstractionLink(DigitalLink):
                 f"table {self.mcs_table}: use {available[0]}..{available[-1]}, or None for "
                 "link adaptation."
             )
+
+
+def silent(num_tb: int) -> tuple[Tensor, Tensor]:
+    """A client in outage: no transmission of any of its ``num_tb`` blocks, none received."""
+    return torch.zeros(num_tb, dtype=torch.int64), torch.zeros(num_tb, dtype=torch.bool)
 
 
 def harq_attempts(

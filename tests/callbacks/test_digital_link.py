@@ -77,8 +77,9 @@ def test_high_snr_delivers_the_quantised_payload(link_kind, abstraction):
     assert ("channel/ber" in ctx.metrics) == (link_kind == "bit_level")
 
 
-def test_very_low_snr_drops_blocks_and_stays_finite(abstraction):
-    callback = DigitalUplink(abstraction, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
+def test_very_low_snr_drops_blocks_and_stays_finite():
+    link = AbstractionLink(max_retransmissions=1, outage=False)  # every client transmits
+    callback = DigitalUplink(link, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
     ctx = _context([0, 1, 2])
     callback.on_upload_transmit(None, MODULE, ctx)
     for upload in ctx.uploads:
@@ -90,6 +91,26 @@ def test_very_low_snr_drops_blocks_and_stays_finite(abstraction):
     assert metrics["comm/block_errors"] == 2 * metrics["comm/blocks_dropped"]  # one retry each
     assert metrics["comm/retransmissions"] == metrics["comm/blocks_dropped"]
     assert metrics["channel/bler"] == 1.0
+
+
+def test_outage_rule_keeps_the_bler_target_and_names_the_dropped_client(abstraction, caplog):
+    """Client 1 at -10 dB is below MCS 0 at the 10% target: it stays silent (no airtime) and its
+    upload is dropped, so the BLER of the clients that transmit holds the target."""
+    callback = DigitalUplink(abstraction, large_scale=FixedSNR([20.0, -10.0, 20.0]))
+    ctx = _context([0, 1, 2])
+    with caplog.at_level("INFO", logger="lit_airlora.callbacks.digital_link"):
+        callback.on_upload_transmit(None, MODULE, ctx)
+    assert [u.client_id for u in ctx.uploads] == [0, 2]
+    assert ctx.metrics["channel/outage_clients"] == 1.0
+    assert ctx.metrics["channel/bler"] <= abstraction.target_bler
+    assert "client 1 (effective SINR" in caplog.text and "outage" in caplog.text
+    report = abstraction.transmit(
+        [1000, 1000], torch.tensor([20.0, -10.0]), torch.ones(2, 1, 1, 1, dtype=torch.complex64),
+        torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert report.extras["outage"].tolist() == [False, True]
+    assert float(report.airtime_s[1]) == 0.0 and float(report.energy_j[1]) == 0.0
+    assert float(report.extras["tbler"][0]) <= abstraction.target_bler
 
 
 def test_results_do_not_depend_on_how_clients_are_split(abstraction):
