@@ -31,9 +31,11 @@ class TSFA(StageCallback):
     ``structural_rank`` if given, else the minimiser over ``1..max_rank`` of the bound surrogate
     ``J(r) = c_a r^-gamma + (c_cov + c_pay) r`` with the constants of ``rank_bound``
     (:class:`~lit_airlora.control.structural_rank.RankBound`); it is set through
-    ``pl_module.set_ranks``. Online, at the start of round ``t``, each client's full-band SNR
-    is drawn (``large_scale`` SNR times the mean ``|h|^2`` of a ``small_scale`` block), and for
-    every ``rho`` of ``rho_grid`` the FDMA shares that equalise finish times
+    ``pl_module.set_ranks``. The paper estimates those constants from a pilot; here they are
+    user constants, so ``r*`` is a function of the configuration, not a measurement (log
+    ``tsfa/rank`` and state that when reporting it). Online, at the start of round ``t``, each
+    client's full-band SNR is drawn (``large_scale`` SNR times the mean ``|h|^2`` of a
+    ``small_scale`` block), and for every ``rho`` of ``rho_grid`` the FDMA shares that equalise finish times
     ``T_k = T_k^cmp + S(rho, r*) / (beta_k W log2(1 + snr_k / beta_k))`` are found by
     bisection (:mod:`lit_airlora.control.fdma`); ``rho_t`` minimises
     ``V E_sp(rho) + Q(t) T(rho)`` (drift-plus-penalty) and the virtual queue becomes
@@ -307,4 +309,10 @@ def _find_soft(callbacks) -> SOFT:
 def _check_rho_grid(rho_grid: list[float]) -> list[float]:
     if not rho_grid:
         raise ValueError("`rho_grid` ([]) must hold at least one ratio in [0, 1).")
+    bad = [rho for rho in rho_grid if not 0.0 <= float(rho) < 1.0]
+    if bad:
+        raise ValueError(
+            f"`rho_grid` ({list(rho_grid)}) holds {bad[0]}: every ratio must be in [0, 1) "
+            "(the fraction of the payload dropped; 0 sends everything)."
+        )
     return sorted(check_rho(rho) for rho in rho_grid)

@@ -108,9 +108,13 @@ def test_configuration_errors_are_clear():
         TSFA(1.0, num_clients=2).setup(SimpleNamespace(callbacks=[]), FakeFederatedModule(), "fit")
     with pytest.raises(TypeError, match=r"TSFA needs `object.set_ranks\("):
         TSFA(1.0, num_clients=2).setup(SimpleNamespace(callbacks=[SOFT()]), object(), "fit")
-    with pytest.raises(ValueError, match=r"`rho` \(1.0\) must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`rho_grid` \(\[0.5, 1.0\]\) holds 1.0: every ratio"):
         TSFA(1.0, rho_grid=[0.5, 1.0])
     with pytest.raises(ValueError, match="`latency_budget_s`"):
         TSFA(0.0)
     with pytest.raises(ValueError, match="TSFA needs `num_clients`"):
         fitted(num_clients=None)
+    with pytest.raises(
+        ValueError, match=r"`min_clients` \(5\) exceeds the clients per round \(4\)"
+    ):
+        fitted(min_clients=5)
