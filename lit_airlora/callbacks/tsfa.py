@@ -35,7 +35,8 @@ class TSFA(StageCallback):
     user constants, so ``r*`` is a function of the configuration, not a measurement (log
     ``tsfa/rank`` and state that when reporting it). Online, at the start of round ``t``, each
     client's full-band SNR is drawn (``large_scale`` SNR times the mean ``|h|^2`` of a
-    ``small_scale`` block), and for every ``rho`` of ``rho_grid`` the FDMA shares that equalise finish times
+    ``small_scale`` block), and for every ``rho`` of ``rho_grid`` the FDMA shares that equalise
+    finish times
     ``T_k = T_k^cmp + S(rho, r*) / (beta_k W log2(1 + snr_k / beta_k))`` are found by
     bisection (:mod:`lit_airlora.control.fdma`); ``rho_t`` minimises
     ``V E_sp(rho) + Q(t) T(rho)`` (drift-plus-penalty) and the virtual queue becomes
