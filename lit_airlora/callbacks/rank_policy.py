@@ -183,6 +183,7 @@ class RankPolicyCallback(StageCallback, RankSource):
             importance=state.factor_importance(layers),
             update_spectrum=self.spectrum,
             update_value_power=self.value_power,
+            sent_factors=_sent_factors(pl_module),
             scalars=scalars,
         )
 
@@ -311,3 +312,11 @@ def _check_policy(policy: Any) -> None:
 def _check_count(name: str, value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{name}` ({value!r}) must be an integer >= {minimum}.")
+
+
+def _sent_factors(pl_module: LightningModule) -> tuple[str, ...]:
+    """The factors the module's aggregator sends (both without an aggregator: plain LoRA)."""
+    aggregator = getattr(pl_module, "aggregator", None)
+    if aggregator is None:
+        return ("lora_A", "lora_B")
+    return tuple(f for f in ("lora_A", "lora_B") if aggregator.trainable(f"module.{f}"))

@@ -125,7 +125,7 @@ class BacktrackingRankSelection(RankPolicy):
         modules = obs.modules
         spectrum = torch.stack([obs.update_spectrum[name].float().cpu() for name in modules])
         return GapBound(
-            values_per_rank=torch.tensor([sum(obs.shapes[name]) for name in modules]),
+            values_per_rank=torch.tensor([obs.values_per_rank(name) for name in modules]),
             tail=tail_energy(spectrum),
             unit_mse=self.mse_model.unit_mse(obs, ranks),
             full_values=self.mse_model.full_values(),

@@ -44,7 +44,8 @@ class GapBound:
     """The bound for one round's channel and spectrum, evaluated at any ranks.
 
     Attributes:
-        values_per_rank: ``[L]`` reals one rank costs per module (``d_in + d_out``).
+        values_per_rank: ``[L]`` reals one rank costs per module (``d_in + d_out``; ``d_out``
+            when only B is sent, as under FFA-LoRA).
         tail: ``[L, R + 1]`` truncated energy per module and rank.
         unit_mse: Per-value MSE of the sum at full power (normalised units).
         full_values: Reals the channel-use budget carries at full power.

@@ -48,6 +48,8 @@ class Observation:
         update_spectrum: Module -> ``[max_rank]`` singular values (descending) of the previous
             round's update of the adapted weight ``scaling * B A``, or None before round 1.
         update_value_power: Mean squared value of one client's factor update last round.
+        sent_factors: LoRA factors a client sends (``"lora_A"``, ``"lora_B"``): both for FedIT,
+            ``("lora_B",)`` under FFA-LoRA; payload sizes count only these.
         scalars: Every other scalar the module reports (``observe()``), e.g. ``unk_rate``.
     """
 
@@ -64,7 +66,13 @@ class Observation:
     importance: dict[str, Tensor] | None = None
     update_spectrum: dict[str, Tensor] | None = None
     update_value_power: float | None = None
+    sent_factors: tuple[str, ...] = ("lora_A", "lora_B")
     scalars: dict[str, float] = field(default_factory=dict)
+
+    def values_per_rank(self, module: str) -> int:
+        """Reals one rank of ``module`` puts on the air: ``d_in`` (A row) + ``d_out`` (B column)."""
+        d_in, d_out = self.shapes[module]
+        return d_in * ("lora_A" in self.sent_factors) + d_out * ("lora_B" in self.sent_factors)
 
     @property
     def modules(self) -> list[str]:

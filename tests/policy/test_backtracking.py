@@ -107,3 +107,24 @@ def test_siso_unit_mse_is_inverse_worst_snr():
     obs = observation({"a": (4, 4)}, [10.0, 0.0, 20.0])
     assert SisoAirCompMSE(7).unit_mse(obs, obs.ranks) == pytest.approx(1.0)
     assert SisoAirCompMSE(7).full_values() == 14.0
+
+
+def test_payload_counts_only_the_factors_sent():
+    """Under FFA-LoRA only B crosses the air: one rank costs d_out reals, not d_in + d_out."""
+    obs = observation({"m": (48, 16)}, [10.0], max_rank=4, rank=4)
+    obs.update_spectrum = {"m": torch.ones(4)}
+    policy = BacktrackingRankSelection(SisoAirCompMSE(channel_uses=100))
+    assert policy.bound(obs, obs.ranks).values_per_rank.tolist() == [64]
+    obs.sent_factors = ("lora_B",)
+    assert policy.bound(obs, obs.ranks).values_per_rank.tolist() == [16]
+
+
+def test_rank_policy_callback_reads_the_sent_factors_from_the_aggregator():
+    from types import SimpleNamespace
+
+    from lit_airlora.callbacks.rank_policy import _sent_factors
+    from lit_airlora.federated.aggregators import FedIT, FFALoRA
+
+    assert _sent_factors(SimpleNamespace(aggregator=FFALoRA())) == ("lora_B",)
+    assert _sent_factors(SimpleNamespace(aggregator=FedIT())) == ("lora_A", "lora_B")
+    assert _sent_factors(SimpleNamespace()) == ("lora_A", "lora_B")
