@@ -137,8 +137,10 @@ def _cell(runs: list[dict]) -> str:
 
 
 def _gap_cell(runs: list[dict], ideal: list[dict]) -> str:
-    base = {r["seed"]: r["final_perplexity"] for r in ideal}
-    gaps = [r["final_perplexity"] - base[r["seed"]] for r in runs if r["seed"] in base]
+    base = {r.get("seed", 0): r["final_perplexity"] for r in ideal}
+    gaps = [
+        r["final_perplexity"] - base[r.get("seed", 0)] for r in runs if r.get("seed", 0) in base
+    ]
     if not gaps:
         return "n/a"
     mean, std = spread(gaps)
