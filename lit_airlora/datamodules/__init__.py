@@ -1,6 +1,7 @@
 """Federated text datamodules: sources, partitioners, packing and the round schedule."""
 
 from lit_airlora.datamodules.blocks import ClientBlockDataset
+from lit_airlora.datamodules.edge_schedule import EdgeSchedule
 from lit_airlora.datamodules.federated import FederatedTextDataModule
 from lit_airlora.datamodules.partitioners import IID, Dirichlet, Natural, Partitioner
 from lit_airlora.datamodules.sampler import RoundBatchSampler
@@ -12,12 +13,14 @@ from lit_airlora.datamodules.sources import (
     ShakespeareCorpus,
     TextSource,
 )
+from lit_airlora.datamodules.split_datamodule import SplitTextDataModule, StepBatchSampler
 
 __all__ = [
     "IID",
     "BBCNews",
     "ClientBlockDataset",
     "Dirichlet",
+    "EdgeSchedule",
     "FederatedTextDataModule",
     "HubDataset",
     "LocalFiles",
@@ -26,5 +29,7 @@ __all__ = [
     "RoundBatchSampler",
     "RoundSchedule",
     "ShakespeareCorpus",
+    "SplitTextDataModule",
+    "StepBatchSampler",
     "TextSource",
 ]

@@ -1,0 +1,1 @@
+"""SplitLLM: cutting decoders into user / edge / cloud tiers, tiered LoRA training, memory."""
