@@ -13,14 +13,14 @@ from lit_airlora.split.memory import (
 )
 from lit_airlora.split.tiers import DecoderParts
 
-H, I, V, L, KV, HEAD = (
+H, FFN, V, L, KV, HEAD = (
     32,
     64,
     97,
     4,
     2,
     8,
-)  # hidden, intermediate, vocab, blocks, kv heads, head dim
+)  # hidden, MLP, vocab, blocks, kv heads, head dim  # hidden, intermediate, vocab, blocks, kv heads, head dim
 RANK = 4
 
 
@@ -46,7 +46,7 @@ def _tiny_llama():
     config = LlamaConfig(
         vocab_size=V,
         hidden_size=H,
-        intermediate_size=I,
+        intermediate_size=FFN,
         num_hidden_layers=L,
         num_attention_heads=4,
         num_key_value_heads=KV,
@@ -59,7 +59,7 @@ def _tiny_llama():
 
 def _block_params() -> int:
     attention = 2 * H * H + 2 * H * KV * HEAD  # q, o and k, v
-    return attention + 3 * H * I + 2 * H  # gate, up, down and two RMSNorms
+    return attention + 3 * H * FFN + 2 * H  # gate, up, down and two RMSNorms
 
 
 @pytest.mark.parametrize(
