@@ -13,14 +13,7 @@ from lit_airlora.split.memory import (
 )
 from lit_airlora.split.tiers import DecoderParts
 
-H, FFN, V, L, KV, HEAD = (
-    32,
-    64,
-    97,
-    4,
-    2,
-    8,
-)  # hidden, MLP, vocab, blocks, kv heads, head dim  # hidden, intermediate, vocab, blocks, kv heads, head dim
+H, FFN, V, L, KV, HEAD = 32, 64, 97, 4, 2, 8  # widths, vocab, blocks, kv heads, head dim
 RANK = 4
 
 
