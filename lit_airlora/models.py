@@ -70,6 +70,14 @@ def load_tokenizer(model: str, gguf_file: str | None = None, cache_dir: str | No
     return tokenizer
 
 
+def load_config(model: str, gguf_file: str | None = None, cache_dir: str | None = None):
+    """The model's ``PretrainedConfig`` alone (architecture checks before loading weights)."""
+    from transformers import AutoConfig
+
+    source, kwargs = _source(model, gguf_file, cache_dir)
+    return _from_pretrained(AutoConfig, model, source, **kwargs)
+
+
 def load_causal_lm(
     model: str, gguf_file: str | None = None, cache_dir: str | None = None, dtype=torch.float32
 ):

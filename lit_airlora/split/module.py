@@ -19,8 +19,9 @@ from lit_airlora.federated.stages import dispatch
 from lit_airlora.federated.upload import Upload
 from lit_airlora.lora.config import LoRASettings
 from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
+from lit_airlora.models import load_config
 from lit_airlora.module import FederatedLoRAModule
-from lit_airlora.split.cutting import check_cut_points, tier_of, tier_specs
+from lit_airlora.split.cutting import check_architecture, check_cut_points, tier_of, tier_specs
 from lit_airlora.split.links import IdealLink, TensorLink
 from lit_airlora.split.step import Hop, split_step
 from lit_airlora.split.tiers import DecoderParts
@@ -91,6 +92,7 @@ class SplitLLMModule(FederatedLoRAModule):
         seed: int = 0,
     ) -> None:
         _check_links(uplink=uplink, downlink=downlink, backhaul=backhaul)
+        check_architecture(load_config(model, gguf_file, cache_dir).model_type)
         super().__init__(
             model=model,
             gguf_file=gguf_file,

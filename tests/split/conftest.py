@@ -6,6 +6,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run their many small ops faster on one intra-op thread (restored after)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama4_dir(tmp_path_factory, tokenizer) -> str:
     """A 4-layer random Llama saved with ``save_pretrained``."""
