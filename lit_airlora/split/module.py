@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -14,7 +14,8 @@ from typing_extensions import override
 from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.aggregators import FedIT
 from lit_airlora.federated.collectives import reduce_sum
-from lit_airlora.federated.round import apply_update, build_context, round_seed, run_stages
+from lit_airlora.federated.plan import RoundPlan, build_round_plan
+from lit_airlora.federated.round import apply_update, build_context, run_stages
 from lit_airlora.federated.stages import dispatch
 from lit_airlora.federated.upload import Upload
 from lit_airlora.lora.config import LoRASettings
@@ -69,7 +70,8 @@ class SplitLLMModule(FederatedLoRAModule):
         weight_decay: AdamW weight decay.
         gradient_clip_val: Max gradient norm per tier and step (``None``: no clipping).
         export_dir: Where to export the final adapter (default: ``<log_dir>/adapter``).
-        seed: Seed of the round's shared randomness (link noise, block errors).
+        seed: Seed of the round's shared randomness (link noise, block errors); ``None``: the
+            run's ``seed_everything`` seed.
     """
 
     #: Tiers whose adapter is one copy stepped by all streams; the others are per stream.
@@ -89,7 +91,7 @@ class SplitLLMModule(FederatedLoRAModule):
         weight_decay: float = 0.0,
         gradient_clip_val: float | None = 1.0,
         export_dir: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         _check_links(uplink=uplink, downlink=downlink, backhaul=backhaul)
         check_architecture(load_config(model, gguf_file, cache_dir).model_type)
@@ -105,7 +107,6 @@ class SplitLLMModule(FederatedLoRAModule):
             export_dir=export_dir,
             seed=seed,
         )
-        self.save_hyperparameters(ignore=["lora", "uplink", "downlink", "backhaul"])
         self.parts = DecoderParts.of(self.model)
         self.specs = tier_specs(self._cuts(cut_points), self.parts.num_layers)
         self.hops = _hops([s.name for s in self.specs], uplink, downlink, backhaul)
@@ -121,6 +122,7 @@ class SplitLLMModule(FederatedLoRAModule):
     # -- Lightning hooks -----------------------------------------------------------------------
     @override
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         for hop in self.hops:
             hop.forward.setup(self.device)
             hop.backward.setup(self.device)
@@ -227,11 +229,31 @@ class SplitLLMModule(FederatedLoRAModule):
 
     def _generators(self, client_id: int, step: int) -> list[tuple]:
         """Per hop, (forward, backward) generators keyed by round, stream, step and hop."""
-        seed = round_seed(self.hparams.seed, self.current_epoch)
+        seed = self.round_plan.seed
         return [
             tuple(make_generator(seed, client_id, step, h, d, device=self.device) for d in (0, 1))
             for h in range(len(self.hops))
         ]
+
+    @override
+    def _plan_round(self) -> RoundPlan:
+        """The round's plan for step-major batches: every stream of this rank trains at every
+        step, so the round runs ``local_steps`` batches (cut where Lightning cuts the epoch) and
+        all scheduled clients train; ``client_of_step`` names a step's first stream only."""
+        trainer = self.trainer
+        limits = [trainer.num_training_batches]
+        if trainer.max_steps >= 0:
+            limits.append(trainer.max_steps - trainer.global_step)
+        full = build_round_plan(
+            self._federated_datamodule().schedule,
+            self.current_epoch,
+            self.hparams.seed,
+            trainer.datamodule.client_sizes,
+            global_rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
+        steps = min([full.local_steps] + [int(n) for n in limits if n != float("inf")])
+        return replace(full, steps_this_rank=max(steps, 0))
 
     # -- round end -----------------------------------------------------------------------------
     @override
@@ -244,7 +266,7 @@ class SplitLLMModule(FederatedLoRAModule):
             for c, s in sorted(self._streams.items())
         ]
         round_idx = self.current_epoch
-        ctx = build_context(uploads, previous, self.aggregator, round_idx, self.hparams.seed)
+        ctx = build_context(uploads, previous, self.aggregator, self.round_plan)
         ctx = run_stages(self.trainer, self, ctx)
         new, finite = apply_update(previous, ctx.aggregate, 1.0)
         self.global_adapter.update(new)
@@ -306,7 +328,7 @@ class SFLModule(SplitLLMModule):
         weight_decay: AdamW weight decay.
         gradient_clip_val: Max gradient norm per tier and step (``None``: no clipping).
         export_dir: Where to export the final adapter.
-        seed: Seed of the round's shared randomness.
+        seed: Seed of the round's shared randomness (``None``: ``seed_everything``'s).
     """
 
     shared_tiers = ()
@@ -324,7 +346,7 @@ class SFLModule(SplitLLMModule):
         weight_decay: float = 0.0,
         gradient_clip_val: float | None = 1.0,
         export_dir: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__(
             model=model,
