@@ -288,7 +288,7 @@ class SplitLLMModule(FederatedLoRAModule):
             "round/train_loss": self._round_train_loss(),
             "round/skipped_nonfinite": float(not finite),
             "round/skipped_steps": float(self.clients.skipped_steps),
-            "round/token_entropy": self.clients.token_entropy(),
+            **self._round_token_stats(),
         }
 
     # -- tiers ---------------------------------------------------------------------------------
