@@ -77,7 +77,9 @@ class DigitalUplink(RemoteLinkMixin):
     what the server received: dequantised values, lost ones zero and removed from the upload's
     masks. ``meta["bits"]`` becomes the payload offered: quantised values, the quantiser's side
     information and a sparsifying encoder's index (``meta["index_bits"]``), all of which cost
-    airtime. Any aggregator runs after it. Each client's randomness comes from generators
+    airtime. When a controller allocated FDMA bandwidth shares (TSFA sets
+    ``meta["bandwidth_share"]`` at the encode stage), the link sends each client on its share. Any
+    aggregator runs after it. Each client's randomness comes from generators
     seeded by (round seed, client id, ``seed``), so a client's outcome does not depend on the
     DDP rank that simulates it, and its mean SNR is known as soon as the round's seed is
     (:meth:`round_snr_db`, read by rank policies). Logs ``comm/*`` (bits offered and delivered,
@@ -242,7 +244,9 @@ class DigitalUplink(RemoteLinkMixin):
         ]
         snr_db = torch.cat([s.snr_db for s in sent])
         fading = torch.cat([s.fading for s in sent])
-        return self.link.transmit(payloads, snr_db, fading, [s.generator for s in sent])
+        shares = _bandwidth_shares(sent)
+        generators = [s.generator for s in sent]
+        return self.link.transmit(payloads, snr_db, fading, generators, bandwidth_shares=shares)
 
     def _receive(self, sent: _Sent, report: LinkReport, k: int) -> _ClientResult:
         """Client ``k``'s upload as the server received it, with its statistics."""
@@ -260,6 +264,8 @@ class DigitalUplink(RemoteLinkMixin):
             airtime_s=airtime_s,
             energy_j=stats["energy_j"],
         )
+        if "bandwidth_share" in report.extras:  # the share the link actually used
+            received.meta["bandwidth_share"] = float(report.extras["bandwidth_share"][k])
         return _ClientResult(received, stats, airtime_s)
 
     def _metrics(self, ctx: RoundContext, results: list[_ClientResult]) -> dict[str, float]:
@@ -277,6 +283,19 @@ class DigitalUplink(RemoteLinkMixin):
         return round_link_metrics(
             total, reduced["airtime_s"], self.multiple_access, self.link.corrupts_bits
         )
+
+
+def _bandwidth_shares(sent: list[_Sent]) -> Tensor | None:
+    """FDMA shares a controller set on the uploads (``meta["bandwidth_share"]``, TSFA's)."""
+    shares = [s.upload.meta.get("bandwidth_share") for s in sent]
+    if all(share is None for share in shares):
+        return None
+    if any(share is None for share in shares):
+        raise ValueError(
+            "Some uploads carry `meta['bandwidth_share']` and others not: a bandwidth "
+            "controller (TSFA) must allocate every client it schedules."
+        )
+    return torch.tensor(shares, dtype=torch.float64)
 
 
 def _outage(report: LinkReport | None, num_clients: int) -> list[bool]:

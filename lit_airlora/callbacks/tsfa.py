@@ -176,9 +176,16 @@ class TSFA(StageCallback):
 
     @override
     def on_upload_encode(self, trainer, pl_module, ctx: RoundContext) -> None:
+        """Drop unscheduled clients; give the others their share (a digital uplink uses it)."""
         if self.dropped_clients:
             dropped = set(self.dropped_clients)
             ctx.uploads = [u for u in ctx.uploads if u.client_id not in dropped]
+        ctx.uploads = [
+            u.replace(meta={**u.meta, "bandwidth_share": self.bandwidth_shares[u.client_id]})
+            if u.client_id in self.bandwidth_shares
+            else u
+            for u in ctx.uploads
+        ]
         ctx.metrics.update(self._metrics)
 
     # -- maths on the callback's configuration -------------------------------------------------

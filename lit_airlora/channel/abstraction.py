@@ -7,6 +7,7 @@ one vectorised call) where the bit-level link cannot.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -72,6 +73,11 @@ class AbstractionLink(DigitalLink):
     ``max_retransmissions`` times (independent attempts, no chase combining [assumed]), one slot
     each; ``airtime = slots * slot duration``, ``energy = tx_power_w * airtime``, and the rate
     is ``TB size / slot duration``.
+
+    FDMA bandwidth shares (``bandwidth_shares`` of :meth:`transmit`, e.g. TSFA's): client ``k``
+    then gets ``max(1, floor(beta_k N))`` of the ``N`` PRBs of ``bandwidth_hz`` (the whole band),
+    and ``snr_db`` is read as the full-band SNR, so its SNR per resource element rises by
+    ``-10 log10(beta_k)`` (its power on a narrower band, as in TSFA's rate model).
 
     Outage rule (link adaptation only, ``outage=True``): a client whose TBLER even at the MCS
     link adaptation fell back to exceeds ``target_bler`` (a deep fade below what the lowest MCS
@@ -152,14 +158,30 @@ class AbstractionLink(DigitalLink):
         snr_db: Tensor,
         fading: Tensor,
         generator: torch.Generator | Sequence[torch.Generator],
+        bandwidth_shares: Tensor | None = None,
     ) -> LinkReport:
         check_link_inputs(payloads, snr_db, fading)
         generators = client_generators(generator, len(payloads))
         if self._device is None:
             self.setup(fading.device)
-        grid = self.sinr_grid(fading, noise_variance(snr_db))
+        if bandwidth_shares is None:
+            return self._transmit(payloads, snr_db, fading, generators, self.num_prbs)
+        shares = check_shares(bandwidth_shares, len(payloads))
+        reports = []
+        for k, share in enumerate(shares.tolist()):
+            prbs = max(1, int(share * self.num_prbs))
+            snr_k = snr_db[k : k + 1] - 10.0 * math.log10(share)
+            one = slice(k, k + 1)
+            report = self._transmit(payloads[one], snr_k, fading[one], generators[one], prbs)
+            report.extras["bandwidth_share"] = torch.tensor([share], dtype=torch.float64)
+            reports.append(report)
+        return LinkReport.concat(reports)
+
+    def _transmit(self, payloads, snr_db, fading, generators, num_prbs: int) -> LinkReport:
+        """All clients on ``num_prbs`` PRBs each."""
+        grid = self.sinr_grid(fading, noise_variance(snr_db), num_prbs)
         mcs = self.select_mcs(grid)
-        tb_bits = self.transport_block_bits(mcs, grid.shape[-1]).cpu()
+        tb_bits = self.transport_block_bits(mcs, grid.shape[-1], num_prbs).cpu()
         # The HARQ feedback PHYAbstraction draws (from Sionna's own generator) is not used: we
         # draw block errors from `generator` so results are reproducible and rank-independent.
         _, _, sinr_eff, tbler, _ = self._phy(
@@ -182,6 +204,7 @@ class AbstractionLink(DigitalLink):
             "tbler": tbler.cpu().to(torch.float64),
             "sinr_eff_db": 10.0 * torch.log10(sinr_eff.cpu().to(torch.float64)),
             "rate_bps": tb_bits.to(torch.float64) / self.slot_s,
+            "num_prbs": torch.full((len(lengths),), num_prbs, dtype=torch.int64),
         }
         return self._report(lengths, tb_bits, draws, extras)
 
@@ -191,19 +214,20 @@ class AbstractionLink(DigitalLink):
             return torch.zeros(tbler.shape, dtype=torch.bool)
         return tbler.to(torch.float64) > self.target_bler * (1 + 1e-6)
 
-    def sinr_grid(self, fading: Tensor, no: Tensor) -> Tensor:
+    def sinr_grid(self, fading: Tensor, no: Tensor, num_prbs: int | None = None) -> Tensor:
         """Post-equalisation SINR on the allocation, in Sionna's layout.
 
         Args:
             fading: ``[K, num_rx, num_tx, F]`` complex channels.
             no: ``[K]`` noise variances.
+            num_prbs: PRBs per client (default: all of ``bandwidth_hz``).
 
         Returns:
             ``[num_data_symbols, num_subcarriers, K, num_tx]`` float32 linear SINR.
         """
         h = fading.permute(0, 3, 1, 2)  # (K, F, R, T)
         sinr = post_equalization_sinr(h, no.to(h.device)[:, None])  # (K, F, T)
-        num_sc = self.num_prbs * SUBCARRIERS_PER_PRB
+        num_sc = (num_prbs or self.num_prbs) * SUBCARRIERS_PER_PRB
         source = torch.arange(num_sc, device=h.device) * sinr.shape[1] // num_sc
         per_sc = sinr[:, source].permute(1, 0, 2)  # (num_sc, K, T)
         grid = per_sc.unsqueeze(0).expand(self.num_data_symbols, *per_sc.shape)
@@ -218,10 +242,13 @@ class AbstractionLink(DigitalLink):
             sinr=grid, mcs_table_index=self.mcs_table, mcs_category=PUSCH_CATEGORY
         ).to(torch.int32)
 
-    def transport_block_bits(self, mcs: Tensor, num_streams: int) -> Tensor:
+    def transport_block_bits(
+        self, mcs: Tensor, num_streams: int, num_prbs: int | None = None
+    ) -> Tensor:
         """``[K]`` information bits of one TB (one slot) per client at ``mcs``."""
         order, rate = self._mcs_decoder(mcs, self.mcs_table, PUSCH_CATEGORY)
-        num_re = resource_elements_per_slot(self.num_prbs, self.num_data_symbols, num_streams)
+        prbs = num_prbs or self.num_prbs
+        num_re = resource_elements_per_slot(prbs, self.num_data_symbols, num_streams)
         tb_size, _, _ = self._transport_block.transport_block_size(order, rate, order * num_re)
         return tb_size
 
@@ -269,6 +296,21 @@ class AbstractionLink(DigitalLink):
                 f"table {self.mcs_table}: use {available[0]}..{available[-1]}, or None for "
                 "link adaptation."
             )
+
+
+def check_shares(bandwidth_shares: Tensor, num_clients: int) -> Tensor:
+    """``[K]`` float64 shares in (0, 1] summing to at most 1 (FDMA), or a clear error."""
+    shares = torch.as_tensor(bandwidth_shares, dtype=torch.float64).reshape(-1).cpu()
+    if shares.numel() != num_clients or not bool(((shares > 0) & (shares <= 1)).all()):
+        raise ValueError(
+            f"`bandwidth_shares` ({shares.tolist()}) must hold one share in (0, 1] per client "
+            f"({num_clients})."
+        )
+    if float(shares.sum()) > 1 + 1e-6:
+        raise ValueError(
+            f"`bandwidth_shares` sum to {float(shares.sum()):.6g} > 1: FDMA shares of one band."
+        )
+    return shares
 
 
 def silent(num_tb: int) -> tuple[Tensor, Tensor]:

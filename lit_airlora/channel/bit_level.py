@@ -123,7 +123,13 @@ class BitLevelLink(DigitalLink):
         snr_db: Tensor,
         fading: Tensor,
         generator: torch.Generator | Sequence[torch.Generator],
+        bandwidth_shares: Tensor | None = None,
     ) -> LinkReport:
+        if bandwidth_shares is not None:
+            raise ValueError(
+                "BitLevelLink does not model FDMA `bandwidth_shares` (TSFA's): use "
+                "AbstractionLink for a controlled FDMA uplink."
+            )
         check_link_inputs(payloads, snr_db, fading)
         generators = client_generators(generator, len(payloads))
         if self._device is None:

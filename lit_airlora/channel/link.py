@@ -16,7 +16,7 @@ antenna, the fading ``h`` has unit mean power, so the noise variance per complex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -59,6 +59,20 @@ class LinkReport:
     channel_bits: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
 
+    @classmethod
+    def concat(cls, reports: Sequence[LinkReport]) -> LinkReport:
+        """One report of the clients of ``reports``, in order (per-client links joined)."""
+        values = {}
+        for f in fields(cls):
+            parts = [getattr(r, f.name) for r in reports]
+            if f.name == "extras":
+                values[f.name] = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+            elif isinstance(parts[0], list):
+                values[f.name] = [x for part in parts for x in part]
+            else:
+                values[f.name] = torch.cat(parts)
+        return cls(**values)
+
     def blocks_dropped(self) -> Tensor:
         """``[K]`` int64: blocks lost after all retransmissions."""
         return torch.tensor([int((~ok).sum()) for ok in self.block_ok], dtype=torch.int64)
@@ -91,6 +105,7 @@ class DigitalLink:
         snr_db: Tensor,
         fading: Tensor,
         generator: torch.Generator | Sequence[torch.Generator],
+        bandwidth_shares: Tensor | None = None,
     ) -> LinkReport:
         """Send one payload per client.
 
@@ -102,6 +117,9 @@ class DigitalLink:
             generator: Source of all randomness (noise, block errors), or one generator per
                 client (client ``k``'s draws then come from ``generator[k]`` alone, so its
                 outcome does not depend on the other clients of the call).
+            bandwidth_shares: ``[K]`` FDMA shares of the link's band (sum <= 1), e.g. TSFA's,
+                with ``snr_db`` then the full-band SNR; ``None``: each client has the whole
+                configured allocation. Links that do not model shares raise.
 
         Returns:
             The :class:`LinkReport`.

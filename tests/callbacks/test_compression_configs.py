@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lit_airlora.callbacks.digital_link import DigitalUplink
 from lit_airlora.callbacks.soft import SOFT
 from lit_airlora.callbacks.sparsify import Sparsify
 from lit_airlora.callbacks.tsfa import TSFA
@@ -24,8 +25,9 @@ def test_soft_config_builds():
 
 
 def test_soft_tsfa_config_builds_with_its_rank_bound():
-    soft, tsfa = _callbacks("soft_tsfa.yaml")
+    soft, tsfa, uplink = _callbacks("soft_tsfa.yaml")
     assert isinstance(soft, SOFT) and isinstance(tsfa, TSFA)
+    assert isinstance(uplink, DigitalUplink) and uplink.multiple_access == "fdma"
     assert tsfa.rank_bound.payload_coeff == 0.01 and tsfa.schedule_clients
     assert tsfa.latency_budget_s == 0.5 and len(tsfa.rho_grid) == 10
 

@@ -118,3 +118,36 @@ def test_configuration_errors_are_clear():
         ValueError, match=r"`min_clients` \(5\) exceeds the clients per round \(4\)"
     ):
         fitted(min_clients=5)
+
+
+def test_digital_uplink_sends_each_client_on_the_share_tsfa_decided():
+    """TSFA and the digital uplink exchange a bandwidth share: the link uses exactly TSFA's,
+    with floor(share N) of its N PRBs, and a smaller share costs longer airtime."""
+    import torch
+
+    from lit_airlora.callbacks.digital_link import DigitalUplink
+    from lit_airlora.channel.abstraction import AbstractionLink
+
+    link = AbstractionLink(bandwidth_hz=1e6, subcarrier_spacing_hz=15e3)  # 5 PRBs
+    uplink = DigitalUplink(link, large_scale=FixedSNR(15.0))
+    tsfa, _, module, trainer = fitted(structural_rank=4, latency_budget_s=2e-3)
+    tsfa.on_round_start(trainer, module, 0)
+    ctx = round_context(num_clients=4)
+    tsfa.on_upload_encode(trainer, module, ctx)
+    uplink.on_upload_transmit(trainer, SimpleNamespace(device=torch.device("cpu")), ctx)
+    assert ctx.uploads and len(ctx.uploads) == len(tsfa.bandwidth_shares)
+    for upload in ctx.uploads:
+        assert upload.meta["bandwidth_share"] == tsfa.bandwidth_shares[upload.client_id]
+    report = link.transmit(
+        [20_000, 20_000], torch.tensor([15.0, 15.0]),
+        torch.ones(2, 1, 1, 1, dtype=torch.complex64), torch.Generator().manual_seed(0),
+        bandwidth_shares=torch.tensor([0.2, 0.8], dtype=torch.float64),
+    )  # fmt: skip
+    assert report.extras["num_prbs"].tolist() == [1, 4]
+    assert report.extras["bandwidth_share"].tolist() == [0.2, 0.8]
+    assert float(report.airtime_s[0]) > 1.5 * float(report.airtime_s[1])
+    with pytest.raises(ValueError, match=r"sum to 1\.2"):
+        link.transmit(
+            [8, 8], torch.zeros(2), torch.ones(2, 1, 1, 1, dtype=torch.complex64),
+            torch.Generator(), bandwidth_shares=torch.tensor([0.6, 0.6]),
+        )  # fmt: skip

@@ -29,3 +29,29 @@ def test_soft_and_tsfa_fit_two_rounds(tmp_path, tiny_llama_dir, tokenizer):
     assert metrics["tsfa/avg_latency_s"] == pytest.approx(tsfa.latency_sum_s / 2)
     assert metrics["round/clients"] == 3 and tsfa.num_rounds == 2
     assert module.perplexity_history[-1] < module.perplexity_history[0]
+
+
+def test_tsfa_shares_drive_the_digital_uplink_end_to_end(tmp_path, tiny_llama_dir, tokenizer):
+    from lit_airlora.callbacks.digital_link import DigitalUplink
+    from lit_airlora.channel.abstraction import AbstractionLink
+    from lit_airlora.channel.large_scale import FixedSNR
+    from lit_airlora.federated.stages import StageCallback
+
+    class Received(StageCallback):  # observer: the shares on the uploads the server received
+        def __init__(self):
+            self.shares = {}
+
+        def on_upload_aggregate(self, trainer, pl_module, ctx):
+            self.shares = {u.client_id: u.meta["bandwidth_share"] for u in ctx.uploads}
+
+    soft, received = SOFT(rho=0.0), Received()
+    tsfa = TSFA(0.05, bandwidth_hz=1e6, structural_rank=3, seed=1)
+    link = AbstractionLink(bandwidth_hz=1e6, subcarrier_spacing_hz=15e3)
+    uplink = DigitalUplink(link, large_scale=FixedSNR(20.0), multiple_access="fdma")
+    trainer, _ = tiny_fit(
+        tmp_path, tiny_llama_dir, tokenizer, max_epochs=1,
+        callbacks=[soft, tsfa, uplink, received],
+    )  # fmt: skip
+    metrics = {k: float(v) for k, v in trainer.logged_metrics.items()}
+    assert metrics["comm/airtime_s"] > 0 and metrics["channel/outage_clients"] == 0
+    assert received.shares and received.shares == tsfa.bandwidth_shares
