@@ -42,6 +42,12 @@ class RankPolicyCallback(StageCallback, RankSource):
     module and round are kept, logged as a TensorBoard heatmap (rank zero) and as the scalars
     ``policy/mean_rank`` and ``policy/payload_bits``; policy and history are checkpointed.
 
+    A policy may declare a round infeasible (``policy.skip_round``, AirLLM: the payload exceeds
+    the link's capacity budget): its ranks are then not applied and the module is told to skip
+    the round (``skip_round_training``: no local step, nothing uploaded), and the policy still
+    gets its feedback (a penalty). After each update the policy's ``update_metrics`` join the
+    round's ``policy/*`` scalars.
+
     The channel state comes from a channel callback exposing ``round_snr_db(round_idx)``, else
     from ``large_scale`` (see :class:`lit_airlora.policy.channel_state.ChannelState`). Every
     DDP rank builds the same observation, so every rank applies the same ranks.
