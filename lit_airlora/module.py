@@ -31,6 +31,7 @@ from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adap
 from lit_airlora.lora.masks import RankMasks
 from lit_airlora.models import load_causal_lm, load_tokenizer
 from lit_airlora.seeding import resolve_seed
+from lit_airlora.zeroth_order.local_update import ZerothOrder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         export_dir: Where to export the final adapter (default: ``<log_dir>/adapter``).
         seed: Seed of the round's shared randomness (channel noise, client-side draws);
             ``None``: the run's ``seed_everything`` seed.
+        zeroth_order: Train with zeroth-order local updates instead of the optimizer (pAirZero:
+            clients upload projected-gradient scalars, no backward pass, no optimizer state; see
+            :class:`~lit_airlora.zeroth_order.local_update.ZerothOrder`). Needs ``FedIT``.
     """
 
     def __init__(
@@ -86,9 +90,10 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         keep_client_optimizer_state: bool = False,
         export_dir: str | None = None,
         seed: int | None = None,
+        zeroth_order: ZerothOrder | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["aggregator", "lora", "optimizer"])
+        self.save_hyperparameters(ignore=["aggregator", "lora", "optimizer", "zeroth_order"])
         self.optimizer_factory = optimizer
         self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
@@ -105,6 +110,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.global_adapter = adapter_tensors(self.lora_layers)
         self.clients = ClientTrainer(self, client_ranks, keep_client_optimizer_state)
+        self.zeroth_order = _bind_zeroth_order(zeroth_order, self)
         self.ledger = CommLedger()
         self.val_perplexity = Perplexity(ignore_index=-100)
         self.last_metrics: dict[str, float] = {}
@@ -151,6 +157,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def configure_optimizers(self):
+        if self.zeroth_order is not None:
+            return None  # zeroth-order updates keep no optimizer state
         if self.optimizer_factory is not None:
             return self.optimizer_factory(self._trainable)
         return torch.optim.AdamW(
@@ -176,6 +184,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.round_plan = self._plan_round()  # published before the callbacks' round start
         dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
         self.clients.start_round()  # after the policies: it records this round's global ranks
+        if self.zeroth_order is not None:
+            self.zeroth_order.start_round(self.round_plan.seed)
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
@@ -184,6 +194,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             if self.trainer.is_last_batch:
                 self._finish_round()
             return None
+        if self.zeroth_order is not None:
+            return self._zeroth_order_step(batch)
         self.clients.switch_to(int(batch["client_id"][0]), float(batch["client_weight"][0]))
         optimizer = self.optimizers()
         with self._no_grad_sync():
@@ -237,7 +249,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if ".lora_" in k}
+        full = self.zeroth_order is not None and self.zeroth_order.parameters == "full"
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if full or ".lora_" in k}
         checkpoint["federation"] = {
             "global_adapter": {k: v.cpu() for k, v in self.global_adapter.items()},
             "ranks": self.ranks,
@@ -289,19 +302,35 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             factors.lora_A.requires_grad_(self.aggregator.trained(f"{name}.lora_A"))
             factors.lora_B.requires_grad_(self.aggregator.trained(f"{name}.lora_B"))
 
+    def _zeroth_order_step(self, batch: dict) -> torch.Tensor:
+        """Two forward passes per shared direction; the scalars become the client's upload."""
+        loss = self.zeroth_order.step(int(batch["client_id"][0]), lambda: self._loss(batch))
+        if torch.isfinite(loss):
+            self.clients.observe_loss(float(loss))
+        else:
+            self.clients.skipped_steps += 1
+        self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
+        # No optimizer steps: count the minibatch as one, so `global_step` (logging, checkpoint
+        # saving) advances as in first-order training.
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
+        if self.trainer.is_last_batch:
+            self._finish_round()
+        return loss
+
     def _finish_round(self) -> None:
         """Round end (on the last batch, before validation): uploads -> stages -> new global."""
-        uploads = self.clients.finish_round()
+        zo = self.zeroth_order
+        uploads = self.clients.finish_round() if zo is None else zo.finish_round()
+        template = self.global_adapter if zo is None else zo.template(self.device)
         round_idx = self.current_epoch
         if self.skipping_round:  # nothing crosses the link: no stage runs
-            ctx = skipped_context(self.global_adapter, self.aggregator, self.round_plan)
+            ctx = skipped_context(template, self.aggregator, self.round_plan)
         else:
-            ctx = build_context(uploads, self.global_adapter, self.aggregator, self.round_plan)
+            ctx = build_context(uploads, template, self.aggregator, self.round_plan)
             ctx = run_stages(self.trainer, self, ctx)
-        self.global_adapter, finite = apply_update(
-            self.global_adapter, ctx.aggregate, self.hparams.server_learning_rate
-        )
-        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        finite = self._apply_aggregate(ctx.aggregate)
         ctx.metrics.update(
             {
                 **self.ledger.record(ctx.uploads),
@@ -318,6 +347,18 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         # Callbacks observe the new global adapter and may add metrics of their own.
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
         self.round_metrics = dict(ctx.metrics)
+
+    def _apply_aggregate(self, aggregate: dict[str, torch.Tensor]) -> bool:
+        """New global parameters from the server's aggregate (False: non-finite, unchanged)."""
+        if self.zeroth_order is not None:
+            finite = self.zeroth_order.apply_(aggregate)
+            self.global_adapter = adapter_tensors(self.lora_layers)
+            return finite
+        self.global_adapter, finite = apply_update(
+            self.global_adapter, aggregate, self.hparams.server_learning_rate
+        )
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        return finite
 
     def _plan_round(self) -> RoundPlan:
         """This round's plan from the datamodule's schedule, cut where Lightning cuts the epoch."""
@@ -380,6 +421,24 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.val_perplexity.reset()
         self.model.train(was_training)
         return {"val/perplexity": perplexity, "val/loss": math.log(perplexity)}
+
+
+def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:
+    if zeroth_order is None:
+        return None
+    if type(module.aggregator) is not FedIT:
+        raise ValueError(
+            f"`aggregator` ({type(module.aggregator).__name__}) cannot combine zeroth-order "
+            "scalars; use FedIT (the mean over clients) with `zeroth_order`."
+        )
+    if module.optimizer_factory is not None:
+        raise ValueError(
+            "`optimizer` and `zeroth_order` are both set; zeroth-order training uses no "
+            "optimizer: remove `optimizer`."
+        )
+    lora = [p for f in module.lora_layers.values() for p in (f.lora_A, f.lora_B)]
+    zeroth_order.bind(module.model, lora)
+    return zeroth_order
 
 
 def _check_positive(**values: float) -> None:

@@ -52,6 +52,11 @@ class Sparsify(RemoteLinkMixin):
     def state_key(self) -> str:
         return self._generate_state_key(encoder=type(self.encoder).__qualname__)
 
+    @override
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        check_factor_uploads(self, pl_module)
+        super().setup(trainer, pl_module, stage)
+
     @property
     def rho(self) -> float | None:
         """The encoder's sparsity ratio (None for an encoder without one)."""
@@ -116,3 +121,13 @@ def reduced_means(
 def adapter_device(ctx: RoundContext) -> torch.device:
     """Device of the adapter tensors (where DDP reductions must live)."""
     return next(iter(ctx.global_adapter.values())).device
+
+
+def check_factor_uploads(callback: object, pl_module: object) -> None:
+    """Compressors act on LoRA factor updates; zeroth-order clients upload scalars instead."""
+    if getattr(pl_module, "zeroth_order", None) is not None:
+        raise ValueError(
+            f"`{type(callback).__name__}` compresses LoRA factor updates, but the module trains "
+            "with `zeroth_order` (clients upload projected-gradient scalars, no factors): remove "
+            "the compressor or the `zeroth_order` setting."
+        )

@@ -47,6 +47,8 @@ class Upload:
         """Boolean mask of the entries of ``tensors[name]`` that this upload sends."""
         if name in self.masks:
             return self.masks[name]
+        if not name.endswith(("lora_A", "lora_B")):  # not a LoRA factor (zeroth-order scalars)
+            return torch.ones_like(self.tensors[name], dtype=torch.bool)
         return active_rank_mask(name, self.tensors[name], self.ranks)
 
     def num_values(self) -> int:
@@ -55,7 +57,9 @@ class Upload:
 
     def payload_bits(self) -> float:
         """Bits on the air: ``meta['bits']`` when an encoder set it, else float32 values."""
-        return float(self.meta.get("bits", FLOAT32_BITS * self.num_values()))
+        if "bits" in self.meta:
+            return float(self.meta["bits"])
+        return float(FLOAT32_BITS * self.num_values())
 
     def replace(self, **changes) -> Upload:
         """A copy with some fields replaced (uploads are values: never mutate a caller's)."""

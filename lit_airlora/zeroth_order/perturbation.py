@@ -1,0 +1,143 @@
+"""Seeded perturbations for zeroth-order optimisation (MeZO, Malladi et al., NeurIPS 2023).
+
+A direction ``z ~ N(0, I)`` over a list of parameters is never stored: parameter ``i`` draws its
+part from a generator seeded by ``(seed, i)``, in fixed chunks, so the same ``z`` is regenerated
+whenever it is needed, on any process and in any order of parameters.
+
+Evaluating the loss at ``theta + mu z`` by adding ``mu z`` in place and later subtracting it does
+not give ``theta`` back in float32 (about half the entries of a float32 tensor differ in their
+last bits after ``+mu z, -2 mu z, +mu z``), so :func:`perturbed` perturbs each parameter only
+while the module that owns it runs and copies the original back right after: one module's
+parameters are copied at a time, and ``theta`` is restored bit for bit. The update
+``theta <- theta - lr g z`` (:func:`add_direction_`) is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lit_airlora.channel.seeding import derive_seed, make_generator
+
+#: Values drawn per ``randn`` call: bounds the scratch memory of a perturbation (4 MB in float32).
+CHUNK = 1 << 20
+
+
+def direction_seed(round_seed: int, index: int) -> int:
+    """Seed of the ``index``-th direction of a round (shared by every client and DDP rank)."""
+    return derive_seed(round_seed, 0x5A, index)
+
+
+@torch.no_grad()
+def add_gaussian_(param: Tensor, seed: int, scale: float) -> None:
+    """``param += scale * z`` in place, with ``z ~ N(0, I)`` regenerated from ``seed``.
+
+    Args:
+        param: Any contiguous floating tensor (a parameter), modified in place.
+        seed: Seed of this parameter's part of the direction.
+        scale: Multiplier of ``z`` (``mu``, ``-mu`` or ``-lr * g``).
+    """
+    generator = make_generator(seed, device=param.device)
+    flat = param.data.view(-1)  # (numel,)
+    for start in range(0, flat.numel(), CHUNK):
+        chunk = flat[start : start + CHUNK]
+        noise = torch.randn(
+            chunk.shape, generator=generator, dtype=chunk.dtype, device=chunk.device
+        )
+        chunk.add_(noise, alpha=scale)
+
+
+def add_direction_(params: Sequence[Tensor], seed: int, scale: float) -> None:
+    """``theta += scale * z`` over all ``params`` (parameter ``i`` uses ``(seed, i)``)."""
+    for index, param in enumerate(params):
+        add_gaussian_(param, derive_seed(seed, index), scale)
+
+
+def direction(params: Sequence[Tensor], seed: int) -> list[Tensor]:
+    """The direction ``z`` itself, as new tensors (for tests and small models only)."""
+    out = [torch.zeros_like(p) for p in params]
+    add_direction_(out, seed, 1.0)
+    return out
+
+
+@contextlib.contextmanager
+def perturbed(model: nn.Module, params: Sequence[Tensor], seed: int, scale: float) -> Iterator:
+    """Forward passes of ``model`` inside the block see ``theta + scale * z``; ``theta`` is never
+    changed outside the module that is running.
+
+    Each parameter is perturbed by a forward pre-hook of the module that owns it and restored
+    from a copy by its forward hook (tied weights are perturbed by each owner with the same
+    ``z``). A parameter whose owner never ran is reported, since its ``z`` would be missing.
+
+    Args:
+        model: The model whose forward passes are perturbed.
+        params: The perturbed parameters (their order fixes the seeds, as in
+            :func:`add_direction_`).
+        seed: Seed of the direction.
+        scale: ``mu`` (or ``-mu``).
+    """
+    seeds = {id(p): derive_seed(seed, i) for i, p in enumerate(params)}
+    owners = _owners(model, seeds)
+    missing = set(seeds) - {id(p) for owned in owners.values() for p in owned}
+    if missing:
+        raise RuntimeError(f"{len(missing)} perturbed parameters are not owned by any module.")
+    fired: set[int] = set()
+    handles = []
+    for module, owned in owners.items():
+        handles += _hooks(module, owned, seeds, scale, fired)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+    if fired != set(seeds):
+        raise RuntimeError(
+            f"{len(set(seeds) - fired)} perturbed parameters were not used by a forward pass "
+            "inside the block; zeroth-order estimates need every perturbed parameter to be used."
+        )
+
+
+def _owners(model: nn.Module, seeds: dict[int, int]) -> dict[nn.Module, list[Tensor]]:
+    owners: dict[nn.Module, list[Tensor]] = {}
+    for module in model.modules():
+        owned = [p for p in module.parameters(recurse=False) if id(p) in seeds]
+        if owned:
+            owners[module] = owned
+    return owners
+
+
+def _hooks(module: nn.Module, owned: list[Tensor], seeds: dict, scale: float, fired: set) -> list:
+    saved: list[Tensor] = []
+
+    def perturb(_module, _inputs):
+        saved[:] = [p.detach().clone() for p in owned]
+        for p in owned:
+            add_gaussian_(p, seeds[id(p)], scale)
+            fired.add(id(p))
+
+    def restore(_module, _inputs, _output):
+        with torch.no_grad():
+            for p, original in zip(owned, saved, strict=True):
+                p.copy_(original)
+        saved.clear()
+
+    return [module.register_forward_pre_hook(perturb), module.register_forward_hook(restore)]
+
+
+def projected_gradient(loss_plus: Tensor, loss_minus: Tensor, mu: float) -> Tensor:
+    """``[L(theta + mu z) - L(theta - mu z)] / (2 mu)``: the two-point estimate of ``z^T grad L``.
+
+    Args:
+        loss_plus: Scalar loss at ``theta + mu z``.
+        loss_minus: Scalar loss at ``theta - mu z``.
+        mu: Perturbation scale (> 0).
+    """
+    return (loss_plus.double() - loss_minus.double()) / (2.0 * mu)
+
+
+def clip_scalars(scalars: Tensor, clip: float) -> Tensor:
+    """Clip to ``[-clip, clip]`` (the sensitivity bound of the privacy analysis)."""
+    return scalars.clamp(-clip, clip)
