@@ -190,6 +190,7 @@ class RankPolicyCallback(StageCallback, RankSource):
             update_spectrum=self.spectrum,
             update_value_power=self.value_power,
             sent_factors=_sent_factors(pl_module),
+            **_round_keys(pl_module, round_idx),
             scalars=scalars,
         )
 
@@ -326,3 +327,11 @@ def _sent_factors(pl_module: LightningModule) -> tuple[str, ...]:
     if aggregator is None:
         return ("lora_A", "lora_B")
     return tuple(f for f in ("lora_A", "lora_B") if aggregator.trainable(f"module.{f}"))
+
+
+def _round_keys(pl_module: LightningModule, round_idx: int) -> dict:
+    """The round plan's seed and client weights, when the module publishes this round's plan."""
+    plan = getattr(pl_module, "round_plan", None)
+    if plan is None or plan.round_idx != round_idx:
+        return {}
+    return {"round_seed": int(plan.seed), "client_weights": dict(plan.client_weights)}

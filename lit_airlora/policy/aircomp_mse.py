@@ -9,6 +9,7 @@ from torch import Tensor
 
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
 from lit_airlora.channel.fading import SmallScale
+from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.policy.observation import Observation
 
 
@@ -61,24 +62,35 @@ class SisoAirCompMSE(AirCompMSEModel):
 
 
 class MimoAirCompMSE(AirCompMSEModel):
-    """Multi-stream MIMO-OFDM AirComp (AirFL-LoRA's physical layer), on fresh fading draws.
+    """Multi-stream MIMO-OFDM AirComp (AirFL-LoRA's physical layer), on the round's channel.
 
-    For the round's clients (SNRs from the observation, unit weights) it draws the small-scale
-    fading, optimises the receive beamformers and zero-forcing precoders exactly as
-    :class:`~lit_airlora.callbacks.over_the_air.OverTheAirAggregation` does
+    With ``channel_seed`` (the :class:`~lit_airlora.callbacks.over_the_air.OverTheAirAggregation`
+    callback's ``seed``) and the round seed in the observation (the module's round plan), it
+    draws exactly the round's channel the callback will draw, SNRs from ``large_scale``, fading
+    and truncation (``truncation_threshold``) included, with the aggregation weights of the
+    plan. Otherwise it plans on ``num_draws`` independent draws of ``fading`` at the observed
+    SNRs (an estimate, no truncation, unit weights). Either way it optimises the receive
+    beamformers and zero-forcing precoders as the callback does
     (:func:`lit_airlora.channel.aircomp_round.make_plan`; single antenna and one stream fall
-    back to channel inversion), and returns the predicted per-real MSE ``||a_ms||^2`` averaged
-    over subcarriers, streams and ``num_draws`` draws. The beamformers do not depend on the
-    ranks (a longer payload only takes more OFDM symbols), so step (a) of the alternation gives
-    the same transceivers for any ranks: the result is cached per round.
+    back to channel inversion) and returns the predicted per-real MSE ``||a_ms||^2`` at full
+    power, averaged over subcarriers and streams, ``inf`` when every client is truncated.
+
+    Ranks enter through the energy budget only: a payload of ``D`` reals has every SNR shifted
+    by the same ``10 log10(D_full / D)`` dB, and the beamformer's objective is scale-invariant
+    (every client's term scales alike), so step (a) returns the same transceivers for any ranks
+    and the alternation of :class:`~lit_airlora.policy.backtracking.BacktrackingRankSelection`
+    correctly stops after one pass with this model. Results are cached per round.
 
     Args:
         fading: Small-scale fading (``FlatMIMO``, ``OFDMTDL``...): antennas and subcarriers.
         ofdm_symbols: OFDM symbols per round (the channel-use budget).
         num_streams: Streams ``S`` per subcarrier (``<= min(num_rx, num_tx)``).
         beamformer: Receive beamformer (default: ``ManifoldBeamformer()``).
-        num_draws: Fading draws averaged per round.
-        seed: Seed of the draws (mixed with the round index).
+        num_draws: Fading draws averaged per round (without ``channel_seed``).
+        seed: Seed of the independent draws (mixed with the round index).
+        large_scale: The channel callback's SNR model (needed with ``channel_seed``).
+        truncation_threshold: The channel callback's truncation threshold.
+        channel_seed: The channel callback's ``seed``: plan on the round's own channel.
     """
 
     def __init__(
@@ -89,6 +101,9 @@ class MimoAirCompMSE(AirCompMSEModel):
         beamformer: Beamformer | None = None,
         num_draws: int = 1,
         seed: int = 0,
+        large_scale: LargeScale | None = None,
+        truncation_threshold: float = 0.0,
+        channel_seed: int | None = None,
     ):
         for name, value in (("ofdm_symbols", ofdm_symbols), ("num_draws", num_draws)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -98,21 +113,48 @@ class MimoAirCompMSE(AirCompMSEModel):
                 f"`num_streams` ({num_streams}) must be in [1, min(num_rx, num_tx) = "
                 f"{min(fading.num_rx, fading.num_tx)}]."
             )
+        if channel_seed is not None and large_scale is None:
+            raise ValueError(
+                f"`channel_seed` ({channel_seed}) needs `large_scale`: the channel callback's SNR "
+                "model, to draw the round's own channel."
+            )
+        if not truncation_threshold >= 0:
+            raise ValueError(f"`truncation_threshold` ({truncation_threshold!r}) must be >= 0.")
         self.fading, self.ofdm_symbols, self.num_streams = fading, ofdm_symbols, num_streams
         self.beamformer = beamformer if beamformer is not None else ManifoldBeamformer()
         self.num_draws, self.seed = num_draws, seed
+        self.large_scale, self.truncation_threshold = large_scale, float(truncation_threshold)
+        self.channel_seed = channel_seed
         self._cache: tuple[tuple, float] | None = None
 
     def full_values(self) -> float:
         return 2.0 * self.num_streams * self.fading.num_subcarriers * self.ofdm_symbols
 
     def unit_mse(self, obs: Observation, ranks: Mapping[str, int]) -> float:
-        snr_db = obs.require("snr_db").double().cpu()
-        key = (obs.round_idx, tuple(snr_db.tolist()))
+        own = self.channel_seed is not None and obs.round_seed is not None
+        key = (obs.round_idx, obs.round_seed if own else None)
         if self._cache is None or self._cache[0] != key:
-            draws = [self._draw_mse(snr_db, obs.round_idx, d) for d in range(self.num_draws)]
-            self._cache = (key, sum(draws) / len(draws))
+            mse = self._round_mse(obs) if own else self._draws_mse(obs)
+            self._cache = (key, mse)
         return self._cache[1]
+
+    def _round_mse(self, obs: Observation) -> float:
+        """The round's own channel, as the over-the-air callback draws it."""
+        from lit_airlora.channel import aircomp_round as air
+
+        weights = obs.client_weights or {}
+        clients = sorted(weights)
+        keys = (int(obs.round_seed), int(self.channel_seed))
+        channel = air.draw_channel(
+            self.large_scale, self.fading, clients, weights, self.truncation_threshold,
+            self.num_streams, keys, "cpu",
+        )  # fmt: skip
+        return self._plan_mse(channel, keys)
+
+    def _draws_mse(self, obs: Observation) -> float:
+        snr_db = obs.require("snr_db").double().cpu()
+        draws = [self._draw_mse(snr_db, obs.round_idx, d) for d in range(self.num_draws)]
+        return sum(draws) / len(draws)
 
     def _draw_mse(self, snr_db: Tensor, round_idx: int, draw: int) -> float:
         from lit_airlora.channel import aircomp_round as air
@@ -125,6 +167,13 @@ class MimoAirCompMSE(AirCompMSEModel):
         channel = air.RoundChannel(
             ids, torch.ones(len(ids), dtype=torch.float64), snr_db, g, everyone
         )
+        return self._plan_mse(channel, keys)
+
+    def _plan_mse(self, channel, keys: tuple[int, ...]) -> float:
+        from lit_airlora.channel import aircomp_round as air
+
+        if not bool(channel.participating.any()):
+            return float("inf")
         plan = air.make_plan(channel, self.num_streams, self.beamformer, keys)
         if not bool(plan.participating.any()):
             return float("inf")

@@ -72,7 +72,11 @@ class BacktrackingRankSelection(RankPolicy):
     update's spectrum but lengthens the payload, which under a fixed channel-use budget leaves
     less energy per value and a larger MSE: the bound has an interior optimum. Each round the
     policy alternates (a) transceiver optimisation for fixed ranks (``mse_model.unit_mse``) and
-    (b, c) :func:`backtracking_search` on the bound, until the ranks stop changing. ``Phi`` uses
+    (b, c) :func:`backtracking_search` on the bound with those transceivers, accepting new ranks
+    only when the bound with transceivers re-planned for them is lower (a monotone descent, so
+    the alternation cannot cycle), until nothing improves. With transceivers that do not depend
+    on the ranks (``MimoAirCompMSE`` under a common energy shift) one move suffices; logs
+    ``bound/rank_moves`` and ``bound/converged``. ``Phi`` uses
     the spectrum of the previous round's global update; before one exists (round 0) the
     current ranks are kept.
 
@@ -148,16 +152,22 @@ class BacktrackingRankSelection(RankPolicy):
         ranks = start if start is not None else torch.full((len(modules),), obs.max_rank)
         ranks = ranks.clamp(self.rank_min, obs.max_rank)
         step = self.initial_step or max(1, obs.max_rank // 2)
+        moves, converged = 0, False  # alternations that changed the ranks
+        bound = self.bound(obs, ranks_dict(ranks, modules))  # (a) transceivers for the start
         for _ in range(self.max_alternations):
-            bound = self.bound(obs, ranks_dict(ranks, modules))  # (a) transceivers
             new = backtracking_search(  # (b) evaluate, (c) step / backtrack
                 bound, ranks, self.rank_min, obs.max_rank, step, self.per_module
             )
-            converged = torch.equal(new, ranks)
-            ranks = new
-            if converged:
+            replanned = self.bound(obs, ranks_dict(new, modules))  # (a) for the new ranks
+            # Accept only a true descent (transceivers re-planned at the new ranks): the
+            # alternation then decreases the bound monotonically and cannot cycle.
+            if torch.equal(new, ranks) or not replanned(new) < bound(ranks):
+                converged = True
                 break
+            ranks, bound, moves = new, replanned, moves + 1
         self._last = {f"bound/{k}": float(v) for k, v in bound.terms(ranks).items()}
+        self._last["bound/rank_moves"] = float(moves)
+        self._last["bound/converged"] = float(converged)
         return ranks_dict(ranks, modules)
 
     @override

@@ -48,6 +48,10 @@ class Observation:
         update_spectrum: Module -> ``[max_rank]`` singular values (descending) of the previous
             round's update of the adapted weight ``scaling * B A``, or None before round 1.
         update_value_power: Mean squared value of one client's factor update last round.
+        round_seed: The round's shared seed (``pl_module.round_plan.seed``): a model that knows
+            the channel callback's seed can draw the round's own channel, or None.
+        client_weights: Aggregation weight of every client of the round (the round plan's),
+            or None.
         sent_factors: LoRA factors a client sends (``"lora_A"``, ``"lora_B"``): both for FedIT,
             ``("lora_B",)`` under FFA-LoRA; payload sizes count only these.
         scalars: Every other scalar the module reports (``observe()``), e.g. ``unk_rate``.
@@ -66,6 +70,8 @@ class Observation:
     importance: dict[str, Tensor] | None = None
     update_spectrum: dict[str, Tensor] | None = None
     update_value_power: float | None = None
+    round_seed: int | None = None
+    client_weights: dict[int, float] | None = None
     sent_factors: tuple[str, ...] = ("lora_A", "lora_B")
     scalars: dict[str, float] = field(default_factory=dict)
 

@@ -55,3 +55,38 @@ def test_backtracking_with_mimo_model():
 def test_mimo_rejects_too_many_streams():
     with pytest.raises(ValueError, match=r"`num_streams` \(3\)"):
         MimoAirCompMSE(IidMIMO(num_rx=4, num_tx=2), 10, num_streams=3)
+
+
+def test_policy_plans_on_the_round_channel_the_over_the_air_callback_draws():
+    """The MSE model and the channel callback exchange a channel (same round and callback
+    seeds): the model's full-power MSE equals the callback's theory, and under an energy budget
+    the callback's is that times the energy shift (the beamformer is scale-invariant)."""
+    from lit_airlora.callbacks.over_the_air import OverTheAirAggregation
+    from lit_airlora.channel.large_scale import UniformSNR
+    from lit_airlora.federated.aggregators import FedIT
+    from tests.channel.aircomp_helpers import make_ctx, make_uploads
+
+    fading, snr = IidMIMO(num_rx=4, num_tx=2), UniformSNR(0.0, 15.0)
+    beamformer = ManifoldBeamformer(num_steps=20)
+    uploads = make_uploads()
+    ctx = make_ctx(FedIT(), uploads, seed=11)
+    obs = observation({"a": (4, 4)}, [0.0] * len(uploads))
+    obs.round_seed, obs.client_weights = 11, dict(ctx.client_weights)
+    model = MimoAirCompMSE(
+        fading, 10, num_streams=2, beamformer=beamformer, large_scale=snr,
+        truncation_threshold=0.05, channel_seed=3,
+    )  # fmt: skip
+    predicted = model.unit_mse(obs, obs.ranks)
+    for budget in (None, 10):
+        callback = OverTheAirAggregation(
+            snr, fading, num_streams=2, beamformer=beamformer, truncation_threshold=0.05,
+            seed=3, energy_budget_symbols=budget,
+        )  # fmt: skip
+        ctx = make_ctx(FedIT(), uploads, seed=11)
+        callback.on_upload_transmit(None, None, ctx)
+        shift = ctx.metrics.get("channel/energy_shift_db", 0.0)
+        theory = ctx.metrics["channel/mse_normalised_theory"]
+        assert theory == pytest.approx(predicted * 10 ** (-shift / 10), rel=1e-9)
+    assert shift < -3  # the budget really shifted the SNR
+    with pytest.raises(ValueError, match="needs `large_scale`"):
+        MimoAirCompMSE(fading, 10, channel_seed=3)
