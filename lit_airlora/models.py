@@ -90,6 +90,37 @@ def load_causal_lm(
     return _from_pretrained(AutoModelForCausalLM, model, source, dtype=dtype, **kwargs)
 
 
+def load_sequence_classifier(
+    model: str,
+    num_labels: int,
+    pad_token_id: int,
+    gguf_file: str | None = None,
+    cache_dir: str | None = None,
+    dtype=torch.float32,
+):
+    """Load a decoder with a fresh ``num_labels``-way head (``AutoModelForSequenceClassification``).
+
+    The head scores the last non-pad token, so ``pad_token_id`` must be the tokenizer's pad id.
+    A GGUF file is dequantised and cached first, as for :func:`load_causal_lm`.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    source, kwargs = _source(model, gguf_file, cache_dir)
+    if gguf_file and "gguf_file" in kwargs:
+        _cache_gguf(model, source, gguf_file, cache_dir, dtype)
+        source, kwargs = str(gguf_cache_dir(model, gguf_file, cache_dir)), {}
+    return _from_pretrained(
+        AutoModelForSequenceClassification,
+        model,
+        source,
+        dtype=dtype,
+        num_labels=num_labels,
+        pad_token_id=pad_token_id,
+        problem_type="single_label_classification",
+        **kwargs,
+    )
+
+
 def _source(model: str, gguf_file: str | None, cache_dir: str | None) -> tuple[str, dict]:
     path = resolve_model_path(model)
     if not gguf_file:

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from torchmetrics.text import Perplexity
 from typing_extensions import override
 
 from lit_airlora.federated.aggregators import Aggregator, FedIT
@@ -27,28 +26,38 @@ from lit_airlora.federated.round import (
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
-from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
+from lit_airlora.lora.layers import (
+    adapter_tensors,
+    find_head_parameters,
+    find_lora_layers,
+    load_adapter_tensors,
+)
 from lit_airlora.lora.masks import RankMasks
-from lit_airlora.models import load_causal_lm, load_tokenizer
+from lit_airlora.models import load_tokenizer
 from lit_airlora.seeding import resolve_seed
+from lit_airlora.tasks import CausalLM, Task
 from lit_airlora.zeroth_order.local_update import ZerothOrder
 
 log = logging.getLogger(__name__)
 
 
 class FederatedLoRAModule(LightningModule, StageDriver):
-    """Federated LoRA fine-tuning of a causal LM over virtual clients.
+    """Federated LoRA fine-tuning of an LLM over virtual clients, for a causal-LM or
+    classification ``task``.
 
     One frozen base model; each round the sampled clients train in turn from the global adapter
     (only adapter tensors are swapped), each client's update becomes an ``Upload``, and the
     upload stages (encode -> transmit -> aggregate, see ``lit_airlora.federated.stages``) turn
     them into the server's aggregate, which updates the global adapter (FedAvg, McMahan et al.,
-    AISTATS 2017, on LoRA factors). Ranks are masks over a ``max_rank`` allocation.
+    AISTATS 2017, on LoRA factors). Ranks are masks over a ``max_rank`` allocation. A task's
+    trainable head (sequence classification) is federated with the adapter: its deltas are
+    uploaded whole, averaged, counted in the ledger and exported with the adapter.
 
     Args:
         model: Hub id, local folder, or ``"pypi:<package>"`` (a model shipped in a package).
         gguf_file: GGUF file inside ``model`` (dequantised once and cached as safetensors).
         cache_dir: Where to cache a dequantised GGUF model (default: ``~/.cache/lit_airlora``).
+        task: What is fine-tuned: ``CausalLM()`` (default) or ``SequenceClassification``.
         lora: LoRA settings (target modules, max_rank, rank, alpha, dropout).
         aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HeteroFL``, ``HetLoRA``,
             ``FedSALoRA``).
@@ -79,6 +88,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         model: str,
         gguf_file: str | None = None,
         cache_dir: str | None = None,
+        task: Task | None = None,
         lora: LoRASettings | None = None,
         aggregator: Aggregator | None = None,
         client_ranks: list[int] | None = None,
@@ -93,29 +103,34 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         zeroth_order: ZerothOrder | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["aggregator", "lora", "optimizer", "zeroth_order"])
+        self.save_hyperparameters(
+            ignore=["aggregator", "lora", "optimizer", "task", "zeroth_order"]
+        )
         self.optimizer_factory = optimizer
         self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
+        self.task = task or CausalLM()
         self.lora_settings = lora or LoRASettings()
         self.aggregator = aggregator or FedIT()
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the adapter, not the frozen base model
         self.tokenizer = load_tokenizer(model, gguf_file, cache_dir)
-        self.model = wrap_lora(load_causal_lm(model, gguf_file, cache_dir), self.lora_settings)
+        base = self.task.load_model(model, gguf_file, cache_dir, self.tokenizer)
+        self.model = wrap_lora(base, self.lora_settings, self.task.peft_task_type)
         self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
         self.lora_layers = find_lora_layers(self.model)
+        self.head_parameters = find_head_parameters(self.model)
         self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
         self._freeze_untrained()
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.global_adapter = adapter_tensors(self.lora_layers)
+        self.global_adapter = self.read_adapter()
         self.clients = ClientTrainer(self, client_ranks, keep_client_optimizer_state)
         self.zeroth_order = _bind_zeroth_order(zeroth_order, self)
         self.ledger = CommLedger()
-        self.val_perplexity = Perplexity(ignore_index=-100)
+        self.val_metrics = self.task.metrics()
         self.last_metrics: dict[str, float] = {}
         self.round_metrics: dict[str, float] = {}
-        self.perplexity_history: list[float] = []
+        self.history: list[float] = []  # the task's headline metric, round 0 first
         self.exported_adapter_dir: Path | None = None
         self.round_plan: RoundPlan | None = None
         self.skipping_round = False
@@ -134,9 +149,22 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         """Set global ranks between rounds (an int sets every module); see ``RankMasks``."""
         if isinstance(ranks, int):
             ranks = dict.fromkeys(self.lora_layers, ranks)
-        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.load_adapter(self.global_adapter)
         self.rank_masks.set_ranks(ranks, truncate=truncate)
-        self.global_adapter = adapter_tensors(self.lora_layers)
+        self.global_adapter = self.read_adapter()
+
+    def read_adapter(self) -> dict[str, torch.Tensor]:
+        """Float32 copies of the live LoRA factors and head parameters (the federated tensors)."""
+        return adapter_tensors(self.lora_layers, self.head_parameters)
+
+    def load_adapter(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy federated tensors (LoRA factors, head) into the live model."""
+        load_adapter_tensors(self.lora_layers, tensors, self.head_parameters)
+
+    @property
+    def perplexity_history(self) -> list[float]:
+        """Held-out perplexity before round 1 and after each round (causal-LM task)."""
+        return list(self.history) if self.task.headline_metric == "val/perplexity" else []
 
     def skip_round_training(self) -> None:
         """Skip the current round: no local steps, no uploads, zero bits in the ledger.
@@ -154,6 +182,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     @override
     def setup(self, stage: str) -> None:
         check_stage_callbacks(self.trainer.callbacks)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            self.task.check_data(datamodule)
 
     @override
     def configure_optimizers(self):
@@ -175,7 +206,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def on_train_start(self) -> None:
         if self.current_epoch == 0 and self._has_val_data():
             self.last_metrics.update(self._evaluate_round_zero())
-            self.perplexity_history = [self.last_metrics["val/perplexity"]]
+            self.history = [self.last_metrics[self.task.headline_metric]]
             self.log_dict({f"{k}_round0": v for k, v in self.last_metrics.items()})
 
     @override
@@ -223,22 +254,17 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        self.val_perplexity.update(logits[:, :-1].float(), batch["labels"][:, 1:])  # (B, T-1, V)
+        self.task.update_metrics(self.val_metrics, self.model, batch)
 
     @override
     def on_validation_epoch_end(self) -> None:
-        perplexity = self.val_perplexity.compute()
-        self.val_perplexity.reset()
-        self.last_metrics.update(
-            {"val/perplexity": float(perplexity), "val/loss": float(perplexity.log())}
-        )
+        values = self.task.compute_metrics(self.val_metrics)
+        self.last_metrics.update(values)
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            self.perplexity_history.append(float(perplexity))
-        self.log("val/perplexity", perplexity, prog_bar=True)
-        self.log("val/loss", perplexity.log())
+            self.history.append(values[self.task.headline_metric])
+        headline = self.task.headline_metric
+        self.log(headline, values.pop(headline), prog_bar=True)
+        self.log_dict(values)
 
     @override
     def on_fit_end(self) -> None:
@@ -250,14 +276,16 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
         full = self.zeroth_order is not None and self.zeroth_order.parameters == "full"
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if full or ".lora_" in k}
+        checkpoint["state_dict"] = {
+            k: v for k, v in state.items() if full or ".lora_" in k or ".modules_to_save." in k
+        }
         checkpoint["federation"] = {
             "global_adapter": {k: v.cpu() for k, v in self.global_adapter.items()},
             "ranks": self.ranks,
             "ledger": self.ledger.state_dict(),
             "clients": self.clients.state_dict(),
             "last_metrics": dict(self.last_metrics),
-            "perplexity_history": list(self.perplexity_history),
+            "history": list(self.history),
         }
 
     @override
@@ -267,27 +295,23 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.global_adapter = {
             k: v.to(self.device) for k, v in federation["global_adapter"].items()
         }
-        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.load_adapter(self.global_adapter)
         self.ledger.load_state_dict(federation["ledger"])
         self.clients.load_state_dict(federation["clients"])
         self.last_metrics = dict(federation["last_metrics"])
-        self.perplexity_history = list(federation["perplexity_history"])
+        self.history = list(federation["history"])
 
     # -- export --------------------------------------------------------------------------------
     def export_adapter(self, folder: str | Path) -> Path:
-        """Write the global adapter in peft format (active ranks in ``rank_pattern``)."""
-        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        """Write the global adapter (and head) in peft format (active ranks in ``rank_pattern``)."""
+        self.load_adapter(self.global_adapter)
         self.exported_adapter_dir = export_peft_adapter(self.model, self.ranks, folder)
         log.info("Exported the global adapter to %s", self.exported_adapter_dir)
         return self.exported_adapter_dir
 
     # -- internals -----------------------------------------------------------------------------
     def _loss(self, batch: dict) -> torch.Tensor:
-        return self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        ).loss
+        return self.task.loss(self.model, batch)
 
     def _gradients_finite(self) -> bool:
         grads = [p.grad for p in self._trainable if p.grad is not None]
@@ -301,6 +325,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         for name, factors in self.lora_layers.items():
             factors.lora_A.requires_grad_(self.aggregator.trained(f"{name}.lora_A"))
             factors.lora_B.requires_grad_(self.aggregator.trained(f"{name}.lora_B"))
+        for name, param in self.head_parameters.items():
+            param.requires_grad_(self.aggregator.trained(name))
 
     def _zeroth_order_step(self, batch: dict) -> torch.Tensor:
         """Two forward passes per shared direction; the scalars become the client's upload."""
@@ -352,12 +378,12 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         """New global parameters from the server's aggregate (False: non-finite, unchanged)."""
         if self.zeroth_order is not None:
             finite = self.zeroth_order.apply_(aggregate)
-            self.global_adapter = adapter_tensors(self.lora_layers)
+            self.global_adapter = self.read_adapter()
             return finite
         self.global_adapter, finite = apply_update(
             self.global_adapter, aggregate, self.hparams.server_learning_rate
         )
-        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        self.load_adapter(self.global_adapter)
         return finite
 
     def _plan_round(self) -> RoundPlan:
@@ -417,10 +443,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         for batch in self.trainer.datamodule.val_dataloader():
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             self.validation_step(batch, 0)
-        perplexity = float(self.val_perplexity.compute())
-        self.val_perplexity.reset()
+        values = self.task.compute_metrics(self.val_metrics)
         self.model.train(was_training)
-        return {"val/perplexity": perplexity, "val/loss": math.log(perplexity)}
+        return values
 
 
 def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:

@@ -119,9 +119,11 @@ class AirLoRACLI(LightningCLI):
         saved = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
         if saved:
             lines.append(f"Checkpoint (resume with --ckpt_path): {saved}")
-        history = getattr(module, "perplexity_history", None)
-        if history:
-            lines.append("Held-out perplexity by round: " + ", ".join(f"{p:.2f}" for p in history))
+        history, task = getattr(module, "history", None), getattr(module, "task", None)
+        if history and task is not None:
+            name = task.headline_metric.split("/")[-1]
+            values = ", ".join(f"{v:.4g}" for v in history)
+            lines.append(f"Held-out {name} by round: {values}")
         print("\n".join(lines))  # the CLI's own report to the user
 
 

@@ -1,6 +1,7 @@
 """Federated text datamodules: sources, partitioners, packing and the round schedule."""
 
 from lit_airlora.datamodules.blocks import ClientBlockDataset
+from lit_airlora.datamodules.classification import FederatedClassificationDataModule
 from lit_airlora.datamodules.edge_schedule import EdgeSchedule
 from lit_airlora.datamodules.federated import FederatedTextDataModule
 from lit_airlora.datamodules.partitioners import IID, Dirichlet, Natural, Partitioner
@@ -21,6 +22,7 @@ __all__ = [
     "ClientBlockDataset",
     "Dirichlet",
     "EdgeSchedule",
+    "FederatedClassificationDataModule",
     "FederatedTextDataModule",
     "HubDataset",
     "LocalFiles",

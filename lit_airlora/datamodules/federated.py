@@ -60,6 +60,8 @@ class FederatedTextDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
     """
 
+    _unit = "blocks"  # what a sample is, for the partition summary
+
     def __init__(
         self,
         source: TextSource,
@@ -112,6 +114,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         _check_world_size(self.world_size, self.clients_per_round)
         tokenizer = self._resolve_tokenizer()
         records = self.source.load()
+        self._check_records(records)
         clients = self.partitioner.partition(records, seeded(self.seed, "partition"))
         check_min_samples(clients, self.min_samples_per_client)
         _check_clients_per_round(self.clients_per_round, len(clients))
@@ -119,8 +122,8 @@ class FederatedTextDataModule(pl.LightningDataModule):
         self.num_clients = len(clients)
         self.client_sizes = [len(b) for b in train]
         self.client_names = self.partitioner.client_names(records, clients)
-        self.train_set = ClientBlockDataset(train, self.client_sizes)
-        self.val_set = ClientBlockDataset(val, self.client_sizes)
+        self.train_set = self._dataset(train)
+        self.val_set = self._dataset(val)
         self.schedule = RoundSchedule(
             self.num_clients, self.clients_per_round, self.local_steps, self.seed
         )
@@ -168,6 +171,12 @@ class FederatedTextDataModule(pl.LightningDataModule):
             )
         return module.tokenizer
 
+    def _check_records(self, records: list[Record]) -> None:
+        """Validate the loaded records before partitioning (subclasses: labels)."""
+
+    def _dataset(self, parts: list[Blocks]) -> ClientBlockDataset:
+        return ClientBlockDataset(parts, self.client_sizes)
+
     def _pack(
         self, tokenizer: Any, records: list[Record], clients: list[list[int]]
     ) -> tuple[list[Blocks], list[Blocks]]:
@@ -190,12 +199,12 @@ class FederatedTextDataModule(pl.LightningDataModule):
     def _summary(self, records: list[Record], clients: list[list[int]], val: list[Blocks]) -> str:
         lines = [
             f"{len(clients)} clients, {sum(self.client_sizes)} training and "
-            f"{sum(len(b) for b in val)} validation blocks of {self.seq_len} tokens"
+            f"{sum(len(b) for b in val)} validation {self._unit} of {self.seq_len} tokens"
         ]
         for k, indices in enumerate(clients[:SUMMARY_CLIENTS]):
             line = (
                 f"  client {k} ({self.client_names[k]}): {len(indices)} records, "
-                f"{self.client_sizes[k]} train / {len(val[k])} val blocks"
+                f"{self.client_sizes[k]} train / {len(val[k])} val {self._unit}"
             )
             if all("label" in records[i] for i in indices):
                 histogram = Counter(records[i]["label"] for i in indices)

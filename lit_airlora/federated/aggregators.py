@@ -118,7 +118,8 @@ class FedIT(Aggregator):
 
 class FFALoRA(FedIT):
     """FFA-LoRA (Sun et al., ICLR 2024): A stays frozen at its random init; only B is trained
-    and sent, so the average of B is the exact average of the clients' ``B A``."""
+    and sent, so the average of B is the exact average of the clients' ``B A``. Dense tensors
+    (a classification head) are trained and sent as with FedIT."""
 
     def trainable(self, name: str) -> bool:
-        return name.endswith("lora_B")
+        return not name.endswith("lora_A")

@@ -11,7 +11,6 @@ from lit_airlora.federated.token_stats import (
     unknown_token_table,
 )
 from lit_airlora.federated.upload import Upload, active_rank_mask
-from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
 
 
 class ClientTrainer:
@@ -57,7 +56,7 @@ class ClientTrainer:
         module = self.module
         _check_client_state(module)
         start = module.aggregator.client_start(client_id, module.global_adapter)
-        load_adapter_tensors(module.lora_layers, start)
+        module.load_adapter(start)
         module.rank_masks.set_ranks(self.client_rank_map(client_id), truncate="none")
         optimizer = module.optimizers().optimizer
         optimizer.state.clear()
@@ -105,7 +104,7 @@ class ClientTrainer:
     def _finish_client(self) -> None:
         module = self.module
         ranks = dict(module.rank_masks.ranks)
-        local = adapter_tensors(module.lora_layers)
+        local = module.read_adapter()
         tensors = {}
         for name, value in local.items():
             if module.aggregator.trainable(name):

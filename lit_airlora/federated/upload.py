@@ -29,6 +29,8 @@ class Upload:
         tensors: Adapter update (local minus global), keyed by LoRA parameter name
             (``"<module>.lora_A"`` / ``"<module>.lora_B"``): ``lora_A: [max_rank, d_in]``,
             ``lora_B: [d_out, max_rank]``, float32. Entries outside the active ranks are zero.
+            Dense tensors without a rank (a classification head, ``"score.weight"``) are sent
+            whole.
         ranks: Active rank per adapted module (``"<module>"`` -> int).
         weight: Aggregation weight (the client's number of training samples).
         masks: Optional boolean masks (same shapes as ``tensors``) of the entries actually sent,
@@ -80,8 +82,17 @@ def module_of(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
+def is_lora_factor(name: str) -> bool:
+    """Whether ``name`` is a LoRA factor (``"<module>.lora_A"`` / ``".lora_B"``), not a dense
+    tensor such as a classification head."""
+    return name.endswith((".lora_A", ".lora_B"))
+
+
 def active_rank_mask(name: str, tensor: Tensor, ranks: dict[str, int]) -> Tensor:
-    """Mask of the active-rank block of a LoRA factor: rows of A, columns of B."""
+    """Mask of the active-rank block of a LoRA factor: rows of A, columns of B (a dense
+    tensor is active whole)."""
+    if not is_lora_factor(name):
+        return torch.ones_like(tensor, dtype=torch.bool)
     rank = ranks[module_of(name)]
     mask = torch.zeros_like(tensor, dtype=torch.bool)
     if name.endswith("lora_A"):

@@ -65,8 +65,11 @@ def check_targets(model: nn.Module, settings: LoRASettings) -> None:
                 )
 
 
-def wrap_lora(model: nn.Module, settings: LoRASettings):
-    """Wrap ``model`` with a peft LoRA adapter allocated at ``max_rank``."""
+def wrap_lora(model: nn.Module, settings: LoRASettings, task_type: str = "CAUSAL_LM"):
+    """Wrap ``model`` with a peft LoRA adapter allocated at ``max_rank``.
+
+    ``task_type="SEQ_CLS"`` also makes peft train and save the classification head in full.
+    """
     from peft import LoraConfig, get_peft_model
 
     check_targets(model, settings)
@@ -75,6 +78,6 @@ def wrap_lora(model: nn.Module, settings: LoRASettings):
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, config)

@@ -63,25 +63,56 @@ def strip_peft_prefix(name: str) -> str:
     return name.split(marker, 1)[1] if marker in name else name
 
 
-def adapter_tensors(layers: dict[str, LoraFactors]) -> dict[str, torch.Tensor]:
-    """Detached float32 copies of all factors, keyed ``"<module>.lora_A"`` / ``".lora_B"``."""
+def adapter_tensors(
+    layers: dict[str, LoraFactors], heads: dict[str, nn.Parameter] | None = None
+) -> dict[str, torch.Tensor]:
+    """Detached float32 copies of all factors, keyed ``"<module>.lora_A"`` / ``".lora_B"``,
+    and of the head parameters (``find_head_parameters``) under their own names."""
     out = {}
     for name, factors in layers.items():
         out[f"{name}.lora_A"] = factors.lora_A.detach().float().clone()
         out[f"{name}.lora_B"] = factors.lora_B.detach().float().clone()
+    for name, param in (heads or {}).items():
+        out[name] = param.detach().float().clone()
     return out
 
 
-def parameter_of(layers: dict[str, LoraFactors], name: str) -> torch.nn.Parameter:
-    """The live parameter behind a ``"<module>.lora_A"`` / ``".lora_B"`` name."""
+def parameter_of(
+    layers: dict[str, LoraFactors], name: str, heads: dict[str, nn.Parameter] | None = None
+) -> torch.nn.Parameter:
+    """The live parameter behind a ``"<module>.lora_A"`` / ``".lora_B"`` or head name."""
+    if heads and name in heads:
+        return heads[name]
     module, kind = name.rsplit(".", 1)
     factors = layers[module]
     return factors.lora_A if kind == "lora_A" else factors.lora_B
 
 
 @torch.no_grad()
-def load_adapter_tensors(layers: dict[str, LoraFactors], tensors: dict[str, torch.Tensor]) -> None:
-    """Copy named factor tensors into the live parameters (in place, dtype/device converted)."""
+def load_adapter_tensors(
+    layers: dict[str, LoraFactors],
+    tensors: dict[str, torch.Tensor],
+    heads: dict[str, nn.Parameter] | None = None,
+) -> None:
+    """Copy named factor (and head) tensors into the live parameters (dtype/device converted)."""
     for name, value in tensors.items():
-        param = parameter_of(layers, name)
+        param = parameter_of(layers, name, heads)
         param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+
+def find_head_parameters(
+    model: nn.Module, adapter_name: str = "default"
+) -> dict[str, nn.Parameter]:
+    """Trainable copies of peft's ``modules_to_save`` (a classification head), by name.
+
+    Names are relative to the base model, as in the exported adapter (``"score.weight"``); these
+    dense tensors are federated with the LoRA factors (sent whole, no rank).
+    """
+    from peft.utils import ModulesToSaveWrapper
+
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+            for param_name, param in module.modules_to_save[adapter_name].named_parameters():
+                found[f"{strip_peft_prefix(name)}.{param_name}"] = param
+    return found

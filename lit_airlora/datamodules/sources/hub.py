@@ -20,7 +20,8 @@ class HubDataset(TextSource):
     online or the dataset is cached) and a local folder of ``.jsonl`` / ``.json`` / ``.csv`` /
     ``.parquet`` / ``.txt`` files (the folder's extension picks the builder). Every column of a
     row is kept, so any of them can serve as a natural group key; the text column is copied to
-    ``"text"`` and the label column, when given, to ``"label"``.
+    ``"text"`` and the label column, when given, to ``"label"`` (with the class name under
+    ``"category"`` when the column is a ``ClassLabel``).
 
     Args:
         path: Hub dataset name or local folder of data files.
@@ -67,4 +68,9 @@ class HubDataset(TextSource):
             ) from err
         wanted = {"text_column": self.text_column, "label_column": self.label_column}
         require_columns(data.column_names, wanted, f"dataset {self.path!r}")
-        return [make_record(row, self.text_column, self.label_column) for row in data]
+        records = [make_record(row, self.text_column, self.label_column) for row in data]
+        names = getattr(data.features.get(self.label_column), "names", None)
+        if names:  # a ClassLabel column: keep the class names for the logs
+            for record in records:
+                record.setdefault("category", names[record["label"]])
+        return records
