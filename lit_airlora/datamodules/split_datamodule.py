@@ -56,6 +56,9 @@ class SplitTextDataModule(FederatedTextDataModule):
         num_edges: Edge servers ``E`` (``None``: no edge tier, SFL).
         user_edges: Edge of each user (one entry per user), or ``None`` for ``u % E``.
         user_selection: How an edge picks its user: ``"round_robin"`` or ``"random"``.
+        stream_batches: One batch per local step holding every stream (split learning); with
+            ``False`` the batches of one client after another, as ``FederatedTextDataModule``
+            yields them (federated LoRA on the same users and blocks as SplitLLM).
         **kwargs: :class:`FederatedTextDataModule` arguments (``clients_per_round`` is set to
             ``num_edges`` when edges are given).
     """
@@ -65,6 +68,7 @@ class SplitTextDataModule(FederatedTextDataModule):
         num_edges: int | None = 2,
         user_edges: list[int] | None = None,
         user_selection: str = "round_robin",
+        stream_batches: bool = True,
         **kwargs,
     ):
         if num_edges is not None:
@@ -76,6 +80,7 @@ class SplitTextDataModule(FederatedTextDataModule):
         self.num_edges = num_edges
         self.user_edges = user_edges
         self.user_selection = user_selection
+        self.stream_batches = stream_batches
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -90,6 +95,8 @@ class SplitTextDataModule(FederatedTextDataModule):
 
     @override
     def train_dataloader(self) -> DataLoader:
+        if not self.stream_batches:
+            return super().train_dataloader()
         sampler = StepBatchSampler(
             self._ready(self.schedule),
             self.client_sizes,

@@ -54,7 +54,7 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
 def test_ideal_split_matches_unsplit(model_type):
     model, batch = _tiny(model_type), _batch()
     loss = model(**batch).loss

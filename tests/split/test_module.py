@@ -99,3 +99,18 @@ def test_edges_pick_their_users_round_robin_and_at_random():
     assert all(sorted(u % 2 for u in pair) == [0, 1] for pair in picks)  # one user per edge
     assert {u for pair in picks for u in pair} == set(range(6))
     assert picks == [random.clients(t) for t in range(30)]  # a function of (seed, round)
+
+
+def test_stream_batches_hold_every_stream_of_a_step(tmp_path, tokenizer):
+    """Step-major batches carry one local step of both edges' users; with stream_batches off
+    the same blocks come client after client (federated LoRA on SplitLLM's users)."""
+    streams = split_datamodule(tmp_path, tokenizer)
+    clients = split_datamodule(tmp_path, tokenizer, stream_batches=False)
+    for datamodule in (streams, clients):
+        datamodule.setup("fit")
+    by_step = [b["client_id"].tolist() for b in streams.train_dataloader()]
+    by_client = [b["client_id"].tolist() for b in clients.train_dataloader()]
+    assert by_step == [[0, 0, 1, 1], [0, 0, 1, 1]] and by_client == [[0, 0], [0, 0], [1, 1], [1, 1]]
+    step_ids = [b["input_ids"] for b in streams.train_dataloader()]
+    client_ids = [b["input_ids"] for b in clients.train_dataloader()]
+    assert torch.equal(torch.cat([step_ids[0][:2], step_ids[1][:2]]), torch.cat(client_ids[:2]))
