@@ -6,8 +6,10 @@ style, one cut at c1): the server keeps one server-side copy of the model part a
 user and runs all N users at once. Every term is measured on the live model (see
 ``lit_airlora.split.memory``): frozen weights and adapters by their storages, AdamW state after
 a real step, saved activations by autograd's saved-tensor hooks while all streams' forwards are
-alive; the RSS growth over those forwards is printed as a cross-check. Target: SplitLLM's cloud
-peak at least 70% below SFL's server peak at N = 10, E = 2 (paper: up to 74%).
+alive (``--concurrent``; by default one stream's, times the number of streams, which is exact
+as streams share no tensor); the RSS growth over the forwards is printed as a cross-check.
+Target: SplitLLM's cloud peak at least 70% below SFL's server peak at N = 10, E = 2 (paper: up
+to 74%).
 
     .venv/bin/python benchmarks/split_memory.py [--users 10] [--edges 2] [--cuts 2 10] [--json]
 """
@@ -62,6 +64,7 @@ def _measure(model, parts, specs, concurrency: dict, args) -> dict:
             copies=copies,
             adapter_copies=adapter_copies,
             exclude=every_weight,
+            concurrent=args.concurrent,
         )
         out[spec.name] = memory.as_dict()
     return out
@@ -95,6 +98,7 @@ def measure(args) -> dict:
         "edges": e,
         "cuts": list(cuts),
         "batch": [args.batch_size, args.seq_len],
+        "concurrent_measured": args.concurrent,
         "splitllm": splitllm,
         "sfl": sfl,
         "cloud_reduction": reduction,
@@ -138,6 +142,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="keep all streams' forwards alive at once (slow: SFL runs N); by default one "
+        "stream is measured and counted `streams` times (exact: streams share no tensor)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     if not 1 <= args.edges <= args.users:
