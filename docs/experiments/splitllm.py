@@ -22,8 +22,17 @@ from pathlib import Path
 import runner
 
 SPLITLLM, FEDLORA, SFL = "SplitLLM (E=2)", "Federated LoRA (same 2 users)", "SFL (all N users)"
-HOPS = ("user_edge/activation", "user_edge/gradient", "edge_cloud/activation")
-SFL_HOPS = ("user_server/activation", "user_server/gradient")
+#: The hops of each system (federated LoRA has none: only adapters cross the air).
+HOPS = {
+    SPLITLLM: (
+        "user_edge/activation",
+        "user_edge/gradient",
+        "edge_cloud/activation",
+        "edge_cloud/gradient",
+    ),
+    FEDLORA: (),
+    SFL: ("user_server/activation", "user_server/gradient"),
+}
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -91,8 +100,7 @@ def table(results: dict[str, dict]) -> str:
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines += ["", "| system | hop / payload | Mbit over the run |", "|---|---|---|"]
     for name, result in results.items():
-        keys = SFL_HOPS if name == SFL else HOPS
-        for key, bits in traffic(result, keys).items():
+        for key, bits in traffic(result, HOPS[name]).items():
             lines.append(f"| {name} | {key} | {bits / 1e6:.2f} |")
     lines += ["", "| system | wall time (s) |", "|---|---|"]
     lines += [f"| {n} | {r['wall_s']:.0f} |" for n, r in results.items()]
