@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from lit_airlora.cache import build_once
+from lit_airlora.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "pypi:"
@@ -87,6 +90,8 @@ def load_causal_lm(
     source, kwargs = _source(model, gguf_file, cache_dir)
     if gguf_file and "gguf_file" in kwargs:
         return _cache_gguf(model, source, gguf_file, cache_dir, dtype)
+    if gguf_file:  # the cache exists
+        return load_cached(Path(source), dtype)
     return _from_pretrained(AutoModelForCausalLM, model, source, dtype=dtype, **kwargs)
 
 
@@ -152,17 +157,33 @@ def _from_pretrained(cls, model: str, source: str, **kwargs):
 
 
 def _cache_gguf(model: str, source: str, gguf_file: str, cache_dir: str | None, dtype):
-    """Dequantise a GGUF model, save it as safetensors, and reload it from the cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Dequantise a GGUF model once (one process, under a lock), then load the cached copy."""
     target = gguf_cache_dir(model, gguf_file, cache_dir)
-    log.info("Dequantising %s/%s once; caching it in %s", source, gguf_file, target)
-    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=dtype)
-    # A GGUF-loaded model cannot save_pretrained: copy its weights into a plain model.
-    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=dtype)
-    plain.load_state_dict(loaded.state_dict())
-    tmp = target.with_name(target.name + ".partial")
-    plain.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(source, gguf_file=gguf_file).save_pretrained(tmp)
-    tmp.rename(target) if not target.exists() else None
-    return AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)
+
+    def dequantise(scratch: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("Dequantising %s/%s once; caching it in %s", source, gguf_file, target)
+        loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=dtype)
+        # A GGUF-loaded model cannot save_pretrained: copy its weights into a plain model.
+        plain = AutoModelForCausalLM.from_config(loaded.config, dtype=dtype)
+        plain.load_state_dict(loaded.state_dict())
+        plain.save_pretrained(scratch)
+        AutoTokenizer.from_pretrained(source, gguf_file=gguf_file).save_pretrained(scratch)
+
+    build_once(target, dequantise)
+    return load_cached(target, dtype)
+
+
+def load_cached(folder: Path, dtype=torch.float32):
+    """Load a dequantised cache; a truncated or corrupt one is named, with the fix."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    except Exception as err:  # safetensors, json and OS errors alike mean a damaged cache
+        files = sorted(p.name for p in Path(folder).glob("*.safetensors")) or ["(no weights)"]
+        raise ConfigError(
+            f"The model cache {folder / files[0]} is truncated or corrupt ({type(err).__name__}); "
+            f"delete the folder {folder} and run again to rebuild it."
+        ) from err
