@@ -49,7 +49,9 @@ def test_changing_ranks_keeps_training_and_resume_exact(tmp_path, tiny_llama_dir
 
 def test_backtracking_through_the_module(tmp_path, tiny_llama_dir, tokenizer):
     policy = BacktrackingRankSelection(SisoAirCompMSE(channel_uses=2000), lr=1e-2)
-    callback = RankPolicyCallback(policy, large_scale=FixedSNR(snr_db=[0.0, 5.0, 10.0, 0.0, 5.0, 10.0]))
+    callback = RankPolicyCallback(
+        policy, large_scale=FixedSNR(snr_db=[0.0, 5.0, 10.0, 0.0, 5.0, 10.0])
+    )
     trainer, module = _fit(tmp_path, tiny_llama_dir, tokenizer, callback, max_epochs=2)
     assert callback.spectrum is not None and callback.value_power > 0
     assert all(h[0] == 4 for h in callback.rank_history.values())  # round 0: no spectrum yet
