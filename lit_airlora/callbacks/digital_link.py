@@ -25,10 +25,9 @@ from lit_airlora.channel.payload import (
     payload_bitstream,
 )
 from lit_airlora.channel.quantize import Quantizer, UniformQuantizer, unpack_bits
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.remote import is_federated
-from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.upload import RoundContext, Upload
+from lit_airlora.seeding import make_generator, round_seed
 
 log = logging.getLogger(__name__)
 

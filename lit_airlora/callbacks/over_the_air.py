@@ -21,9 +21,9 @@ from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.figures import channel_history_figure
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.channel.normalise import module_names, num_ofdm_symbols
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.round import aggregation_error
 from lit_airlora.federated.upload import RoundContext
+from lit_airlora.seeding import make_generator
 
 log = logging.getLogger(__name__)
 

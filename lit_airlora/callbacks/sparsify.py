@@ -8,9 +8,9 @@ import torch
 from typing_extensions import override
 
 from lit_airlora.callbacks.remote_link import RemoteLinkMixin
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.compression.base import Encoder
 from lit_airlora.federated.upload import RoundContext
+from lit_airlora.seeding import make_generator
 
 
 class Sparsify(RemoteLinkMixin):

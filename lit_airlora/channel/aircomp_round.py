@@ -46,8 +46,8 @@ from lit_airlora.channel.normalise import (
     to_symbols,
     unpack,
 )
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.upload import Upload
+from lit_airlora.seeding import make_generator
 
 #: Keys mixed into the callback's seeds, one per independent random stream.
 SNR_STREAM, FADING_STREAM, NOISE_STREAM, BEAM_STREAM = 1, 2, 3, 4

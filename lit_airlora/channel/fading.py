@@ -18,7 +18,8 @@ from lit_airlora.channel.checks import (
     check_positive,
     check_unit_interval,
 )
-from lit_airlora.channel.seeding import make_generator, sionna_device, sionna_generator
+from lit_airlora.channel.seeding import sionna_device, sionna_generator
+from lit_airlora.seeding import make_generator
 
 #: TDL profiles of 3GPP TR 38.901 known to Sionna (the suffixed ones have a fixed delay spread).
 TDL_MODELS = ("A", "B", "C", "D", "E", "A10", "A30", "B100", "C60", "C300", "D10", "D30")

@@ -17,7 +17,7 @@ from lit_airlora.channel.checks import (
     check_nonnegative,
     check_positive,
 )
-from lit_airlora.channel.seeding import make_generator
+from lit_airlora.seeding import make_generator
 
 #: 3GPP TR 36.814 / 38.901-style macro path loss: 128.1 + 37.6 log10(d / 1 km) dB.
 PATH_LOSS_INTERCEPT_DB = 128.1

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.large_scale import LargeScale
-from lit_airlora.channel.seeding import make_generator
+from lit_airlora.seeding import make_generator
 
 
 def full_band_snr(

@@ -14,9 +14,9 @@ from lit_airlora.datamodules.blocks import ClientBlockDataset
 from lit_airlora.datamodules.packing import Blocks, pack_client
 from lit_airlora.datamodules.partitioners import Partitioner, check_min_samples
 from lit_airlora.datamodules.sampler import RoundBatchSampler
-from lit_airlora.datamodules.schedule import RoundSchedule, seeded
+from lit_airlora.datamodules.schedule import PARTITION_STREAM, RoundSchedule
 from lit_airlora.datamodules.sources import Record, TextSource
-from lit_airlora.seeding import resolve_seed
+from lit_airlora.seeding import make_generator, resolve_seed
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         tokenizer = self._resolve_tokenizer()
         records = self.source.load()
         self._check_records(records)
-        clients = self.partitioner.partition(records, seeded(self.seed, "partition"))
+        clients = self.partitioner.partition(records, make_generator(self.seed, PARTITION_STREAM))
         check_min_samples(clients, self.min_samples_per_client)
         _check_clients_per_round(self.clients_per_round, len(clients))
         train, val = self._pack(tokenizer, records, clients)

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
+from lit_airlora.seeding import make_generator
 
-def mix_seed(*parts: int | str) -> int:
-    """A 63-bit seed derived from ``parts``, identical in every process (unlike ``hash``)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def seeded(*parts: int | str) -> torch.Generator:
-    """A CPU generator seeded by ``mix_seed(*parts)``."""
-    return torch.Generator().manual_seed(mix_seed(*parts))
+#: Keys separating the schedule's streams (client sampling, local batches, the partition).
+SAMPLING_STREAM, BATCHES_STREAM, PARTITION_STREAM = 0x5A1, 0xBA7, 0x9A7
 
 
 class RoundSchedule:
@@ -52,7 +44,8 @@ class RoundSchedule:
 
     def clients(self, round_idx: int) -> list[int]:
         """Sorted ids of the clients taking part in round ``round_idx``."""
-        order = torch.randperm(self.num_clients, generator=seeded(self.seed, round_idx))
+        generator = make_generator(self.seed, SAMPLING_STREAM, round_idx)
+        order = torch.randperm(self.num_clients, generator=generator)
         return sorted(order[: self.clients_per_round].tolist())
 
     def rank_clients(self, round_idx: int, rank: int = 0, world_size: int = 1) -> list[int]:
@@ -65,7 +58,7 @@ class RoundSchedule:
         """``local_steps`` batches of ``batch_size`` block indices in ``[0, num_blocks)``."""
         if num_blocks < 1:
             raise ValueError(f"Client {client_id} has no block to train on.")
-        generator = seeded(self.seed, round_idx, client_id)
+        generator = make_generator(self.seed, BATCHES_STREAM, round_idx, client_id)
         needed = self.local_steps * batch_size
         draws = [
             torch.randperm(num_blocks, generator=generator) for _ in range(-(-needed // num_blocks))

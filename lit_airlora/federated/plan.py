@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lit_airlora.federated.round import round_seed
+from lit_airlora.seeding import round_seed
 
 
 @dataclass(frozen=True)

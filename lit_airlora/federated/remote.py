@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from lit_airlora.federated.aggregators import FedIT, identity_reduce
-from lit_airlora.federated.round import round_seed, run_stages
+from lit_airlora.federated.round import run_stages
 from lit_airlora.federated.stages import StageDriver, dispatch
 from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
+from lit_airlora.seeding import round_seed
 
 REMOTE_MODES = ("replace", "shadow")
 

@@ -17,18 +17,6 @@ if TYPE_CHECKING:
     from lit_airlora.federated.plan import RoundPlan
 
 
-def round_seed(seed: int, round_idx: int) -> int:
-    """Seed shared by all ranks for one round's shared randomness."""
-    return int(
-        torch.randint(
-            0,
-            2**62,
-            (1,),
-            generator=torch.Generator().manual_seed((seed * 1_000_003 + round_idx) % 2**63),
-        ).item()
-    )
-
-
 def build_context(
     uploads: Sequence[Upload],
     global_adapter: Mapping[str, Tensor],

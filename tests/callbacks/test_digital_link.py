@@ -15,9 +15,9 @@ from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
 from lit_airlora.channel.quantize import SCALE_BITS, UniformQuantizer
 from lit_airlora.compression.topk import TopK
 from lit_airlora.federated.aggregators import FedIT, FFALoRA, identity_reduce
-from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.stages import StageDriver
 from lit_airlora.federated.upload import RoundContext, Upload
+from lit_airlora.seeding import round_seed
 
 MODULE = SimpleNamespace(device=torch.device("cpu"))
 NAMES = ("m.lora_A", "m.lora_B")

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from lit_airlora.callbacks.sparsify import Sparsify
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.compression.base import NoCompression
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.svd import SVDTruncation
 from lit_airlora.compression.topk import TopK
+from lit_airlora.seeding import make_generator
 from tests.callbacks.soft_helpers import round_context
 
 

@@ -10,9 +10,9 @@ from lit_airlora.channel.beamforming import MatchedFilterBeamformer
 from lit_airlora.channel.fading import FlatMIMO, RayleighBlock
 from lit_airlora.channel.large_scale import UniformSNR
 from lit_airlora.channel.normalise import module_names
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.aggregators import FedIT
 from lit_airlora.federated.heterogeneous import HeteroFL
+from lit_airlora.seeding import make_generator
 from tests.channel.aircomp_helpers import make_template, make_uploads
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lit_airlora.channel.fading import AWGN, OFDMCDL, OFDMTDL, FlatMIMO, RayleighBlock
-from lit_airlora.channel.seeding import derive_seed, make_generator, sionna_generator
+from lit_airlora.channel.seeding import sionna_generator
+from lit_airlora.seeding import derive_seed, make_generator
 
 SMALL_MODELS = [
     (AWGN, {}),

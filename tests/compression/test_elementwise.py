@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.compression.base import keep_count
 from lit_airlora.compression.bits import index_bits
 from lit_airlora.compression.randomk import RandomK
 from lit_airlora.compression.topk import TopK
+from lit_airlora.seeding import make_generator
 from tests.compression.compression_helpers import make_upload, random_adapter
 
 

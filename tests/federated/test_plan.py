@@ -4,7 +4,7 @@ import pytest
 
 from lit_airlora.datamodules.schedule import RoundSchedule
 from lit_airlora.federated.plan import build_round_plan
-from lit_airlora.federated.round import round_seed
+from lit_airlora.seeding import round_seed
 
 SCHEDULE = RoundSchedule(num_clients=10, clients_per_round=5, local_steps=3, seed=4)
 SIZES = [float(10 + k) for k in range(10)]
