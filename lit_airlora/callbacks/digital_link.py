@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lightning as L
@@ -25,9 +23,10 @@ from lit_airlora.channel.payload import (
     payload_bitstream,
 )
 from lit_airlora.channel.quantize import Quantizer, UniformQuantizer, unpack_bits
-from lit_airlora.federated.remote import is_federated
+from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.upload import RoundContext, Upload
-from lit_airlora.seeding import make_generator, round_seed
+from lit_airlora.policy.channel_state import SNRReporter
+from lit_airlora.seeding import make_generator
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +54,7 @@ class _ClientResult:
     airtime_s: float
 
 
-@dataclass
-class _RoundKeys:
-    """How a round's shared seed and clients follow from its index, as the module draws them."""
-
-    seed: int
-    schedule: object | None  # ``clients(round_idx)``; None: one client, id 0 (remote link)
-
-    def __call__(self, round_idx: int) -> tuple[int, list[int]]:
-        clients = sorted(self.schedule.clients(round_idx)) if self.schedule is not None else [0]
-        return round_seed(self.seed, round_idx), clients
-
-
-class DigitalUplink(RemoteLinkMixin):
+class DigitalUplink(RemoteLinkMixin, SNRReporter):
     """Digital uplink: quantise, send over a :class:`DigitalLink`, replace the uploads.
 
     At the ``on_upload_transmit`` stage, each client's upload is source coded (the entries it
@@ -80,7 +67,7 @@ class DigitalUplink(RemoteLinkMixin):
     ``meta["bandwidth_share"]`` at the encode stage), the link sends each client on its share. Any
     aggregator runs after it. Each client's randomness comes from generators
     seeded by (round seed, client id, ``seed``), so a client's outcome does not depend on the
-    DDP rank that simulates it, and its mean SNR is known as soon as the round's seed is
+    DDP rank that simulates it, and its mean SNR is known as soon as the round's plan is
     (:meth:`round_snr_db`, read by rank policies). Logs ``comm/*`` (bits offered and delivered,
     block errors, retransmissions, airtime, energy) and ``channel/*`` (BLER, raw BER for
     bit-level links, mean SNR) summed over ranks. Stateless: nothing to save.
@@ -89,9 +76,10 @@ class DigitalUplink(RemoteLinkMixin):
     adapter crosses the link once per training epoch (one client, id 0) and the received
     adapter replaces the trained one or shadows it (``remote_mode``).
 
-    The stage runs on one intra-op thread: quantisation, decoding and Sionna's link abstraction
-    are many small tensor ops, and on a shared CPU each op on several threads pays a thread
-    wake-up (measured 17x slower for the abstraction link, 3x for the bit-level link, on 2).
+    The stage leaves the process's thread count alone: quantisation, decoding and Sionna's link
+    abstraction are many small tensor ops, which on a shared CPU run faster on one intra-op
+    thread (measured 17x for the abstraction link, 3x for the bit-level link, on 2 cores); set
+    ``torch.set_num_threads`` in your script if the link dominates your run.
 
     Args:
         link: The digital link (``BitLevelLink`` or ``AbstractionLink``).
@@ -135,7 +123,6 @@ class DigitalUplink(RemoteLinkMixin):
         self.multiple_access, self.seed, self.name = multiple_access, seed, name
         self.remote_mode = remote_mode
         self._check_remote()
-        self._round_keys: _RoundKeys | None = None
         self._seen: dict[int, tuple[int, list[int]]] = {}
 
     @property
@@ -148,7 +135,6 @@ class DigitalUplink(RemoteLinkMixin):
         super().setup(trainer, pl_module, stage)
         self.link.setup(pl_module.device)
         self.small_scale.setup(pl_module.device)
-        self._round_keys = _predict_round_keys(trainer, pl_module, self.seed)
 
     @override
     def on_upload_transmit(
@@ -157,10 +143,9 @@ class DigitalUplink(RemoteLinkMixin):
         """Replace ``ctx.uploads`` by the received uploads and log the link's metrics."""
         self._remember(ctx)
         device = pl_module.device
-        with _single_thread():
-            sent = [self._encode(u, ctx, device) for u in ctx.uploads]
-            report = self._send(sent)
-            results = [self._receive(s, report, k) for k, s in enumerate(sent)]
+        sent = [self._encode(u, ctx, device) for u in ctx.uploads]
+        report = self._send(sent)
+        results = [self._receive(s, report, k) for k, s in enumerate(sent)]
         ctx.metrics.update(self._metrics(ctx, results))
         outage = _outage(report, len(results))
         ctx.uploads = [r.upload for r, out in zip(results, outage, strict=True) if not out]
@@ -191,16 +176,17 @@ class DigitalUplink(RemoteLinkMixin):
         count = torch.tensor([float(len(silenced))], dtype=torch.float64)
         return float(ctx.reduce({"outage": count})["outage"][0])
 
-    def round_snr_db(self, round_idx: int) -> Tensor | None:
+    @override
+    def round_snr_db(self, round_idx: int, plan: RoundPlan | None = None) -> Tensor | None:
         """``[K]`` float64 mean SNR (dB) of round ``round_idx``'s clients (sorted ids).
 
         The SNRs the link uses (or will use) that round: known once the round has been
-        transmitted, or earlier when the round's seed and clients follow from the module's seed
-        and the datamodule's schedule; otherwise None (rank policies then use an earlier round).
+        transmitted, or earlier from the round's ``plan`` (its seed and clients); otherwise None
+        (rank policies then use an earlier round).
         """
         keys = self._seen.get(round_idx)
-        if keys is None and self._round_keys is not None:
-            keys = self._round_keys(round_idx)
+        if keys is None and plan is not None and plan.round_idx == round_idx:
+            keys = (plan.seed, sorted(plan.clients))
         if keys is None:
             return None
         generator_seed, clients = keys
@@ -214,12 +200,9 @@ class DigitalUplink(RemoteLinkMixin):
         return self.large_scale.snr_db([client_id], generator).to(torch.float64)
 
     def _remember(self, ctx: RoundContext) -> None:
-        """Keep the round's keys; drop the prediction if the module drew them differently."""
+        """Keep the round's keys (this and the previous round)."""
         clients = sorted(ctx.round_clients or [u.client_id for u in ctx.uploads])
-        keys = (int(ctx.generator_seed), clients)
-        if self._round_keys is not None and self._round_keys(ctx.round_idx) != keys:
-            self._round_keys = None
-        self._seen[ctx.round_idx] = keys
+        self._seen[ctx.round_idx] = (int(ctx.generator_seed), clients)
         for old in sorted(self._seen)[:-_REMEMBERED_ROUNDS]:
             del self._seen[old]
 
@@ -302,35 +285,6 @@ def _outage(report: LinkReport | None, num_clients: int) -> list[bool]:
     if report is None or "outage" not in report.extras:
         return [False] * num_clients
     return [bool(x) for x in report.extras["outage"].tolist()]
-
-
-def _predict_round_keys(trainer, pl_module, seed: int) -> _RoundKeys | None:
-    """Round keys as our module (its ``seed`` hyperparameter, the datamodule's schedule) or the
-    remote link derive them; None when unknown.
-
-    The remote link runs one client (id 0) with the seed of the first remote-link callback, the
-    one whose epoch end comes first (``seed`` if there is none before this one).
-    """
-    if not is_federated(pl_module):
-        callbacks = getattr(trainer, "callbacks", None) or []
-        first = next((c for c in callbacks if isinstance(c, RemoteLinkMixin)), None)
-        return _RoundKeys(int(first.seed) if first is not None else seed, None)
-    module_seed = getattr(pl_module, "hparams", {}).get("seed")
-    schedule = getattr(getattr(trainer, "datamodule", None), "schedule", None)
-    if module_seed is None or not callable(getattr(schedule, "clients", None)):
-        return None
-    return _RoundKeys(int(module_seed), schedule)
-
-
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run many small tensor ops on one intra-op thread, then restore the thread count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _received_codes(report: LinkReport, k: int, num_values: int, bits_per_value: int):

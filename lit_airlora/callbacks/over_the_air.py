@@ -21,14 +21,16 @@ from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.figures import channel_history_figure
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.channel.normalise import module_names, num_ofdm_symbols
+from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.round import aggregation_error
 from lit_airlora.federated.upload import RoundContext
+from lit_airlora.policy.channel_state import SNRReporter
 from lit_airlora.seeding import make_generator
 
 log = logging.getLogger(__name__)
 
 
-class OverTheAirAggregation(RemoteLinkMixin):
+class OverTheAirAggregation(RemoteLinkMixin, SNRReporter):
     """Analog over-the-air aggregation of the uploads (fuses the transmit and aggregate stages).
 
     All clients of a round transmit their normalised updates at once on the same resources and
@@ -213,6 +215,22 @@ class OverTheAirAggregation(RemoteLinkMixin):
         }
         energy = torch.zeros(len(channel.client_ids), dtype=torch.float64)
         return aggregate, metrics, _record(ctx, channel, metrics, energy)
+
+    @override
+    def round_snr_db(self, round_idx: int, plan: RoundPlan | None = None) -> Tensor | None:
+        """``[K]`` SNRs (dB) of the latest round up to ``round_idx`` already transmitted.
+
+        The channel is drawn at upload time, so before round ``t`` is sent this is round
+        ``t - 1``'s; None before any round.
+        """
+        records = [r for r in self.history if r["round"] <= round_idx]
+        if not records:
+            return None
+        return torch.tensor(max(records, key=lambda r: r["round"])["snr_db"], dtype=torch.float64)
+
+    @override
+    def reported_bandwidth_hz(self) -> float | None:
+        return self.bandwidth_hz
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

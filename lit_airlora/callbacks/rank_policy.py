@@ -11,6 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_airlora.callbacks.rank_heatmap import log_figure, rank_heatmap_figure
+from lit_airlora.callbacks.remote_link import current_plan
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.federated.remote import RankSource
 from lit_airlora.federated.stages import StageCallback
@@ -48,9 +49,10 @@ class RankPolicyCallback(StageCallback, RankSource):
     gets its feedback (a penalty). After each update the policy's ``update_metrics`` join the
     round's ``policy/*`` scalars.
 
-    The channel state comes from a channel callback exposing ``round_snr_db(round_idx)``, else
-    from ``large_scale`` (see :class:`lit_airlora.policy.channel_state.ChannelState`). Every
-    DDP rank builds the same observation, so every rank applies the same ranks.
+    The channel state comes from a channel callback that reports SNRs
+    (:class:`~lit_airlora.policy.channel_state.SNRReporter`), else from ``large_scale`` (see
+    :class:`~lit_airlora.policy.channel_state.ChannelState`), for the clients of the round's
+    plan. Every DDP rank builds the same observation, so every rank applies the same ranks.
 
     Args:
         policy: The rank policy (``class_path`` in YAML).
@@ -170,7 +172,9 @@ class RankPolicyCallback(StageCallback, RankSource):
         """The observation for ``round_idx`` (public so learned policies can be debugged)."""
         layers = self._layers(pl_module)
         scalars = self._scalars(trainer, pl_module)
-        snr_db = self.channel.snr_db(trainer, round_idx)
+        snr_db = self.channel.snr_db(
+            trainer, round_idx, current_plan(trainer, pl_module, round_idx)
+        )
         bandwidth_hz = self.channel.bandwidth_hz(trainer)
         capacity = None
         if snr_db is not None and bandwidth_hz is not None:

@@ -7,10 +7,12 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
+from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.remote import (
     RemoteState,
     check_remote_mode,
     is_federated,
+    remote_plan,
     remote_round,
     swap_in_received,
     swap_out_received,
@@ -83,8 +85,24 @@ class RemoteLinkMixin(StageCallback):
     def _drives(self, trainer: Trainer, pl_module: LightningModule) -> bool:
         if is_federated(pl_module):
             return False
-        first = next((c for c in trainer.callbacks if isinstance(c, RemoteLinkMixin)), None)
-        return first is self
+        return remote_driver(trainer) is self
+
+
+def remote_driver(trainer: Trainer) -> RemoteLinkMixin | None:
+    """The remote-link callback that drives the rounds in a plain module (the first one)."""
+    return next((c for c in trainer.callbacks if isinstance(c, RemoteLinkMixin)), None)
+
+
+def current_plan(trainer: Trainer, pl_module: LightningModule, round_idx: int) -> RoundPlan | None:
+    """Round ``round_idx``'s plan: the one our module published, or the remote link's.
+
+    None when unknown (our module has not planned that round; no remote link drives rounds).
+    """
+    if is_federated(pl_module):
+        plan = pl_module.round_plan
+        return plan if plan is not None and plan.round_idx == round_idx else None
+    driver = remote_driver(trainer)
+    return None if driver is None else remote_plan(driver.seed, round_idx)
 
 
 def _last_step(trainer: Trainer, batch_idx: int) -> bool:

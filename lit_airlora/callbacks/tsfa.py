@@ -16,7 +16,7 @@ from lit_airlora.control.fdma import equalise_finish_time
 from lit_airlora.control.gains import full_band_snr
 from lit_airlora.control.lyapunov import RoundPlan, plan_round, schedule_clients, update_queue
 from lit_airlora.control.structural_rank import RankBound, structural_rank
-from lit_airlora.federated.stages import StageCallback
+from lit_airlora.federated.stages import StageCallback, StageDriver
 from lit_airlora.federated.upload import RoundContext
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 
@@ -157,9 +157,14 @@ class TSFA(StageCallback):
     # -- stage protocol ------------------------------------------------------------------------
     @override
     def on_round_start(self, trainer, pl_module, round_idx: int) -> None:
-        clients = self._round_clients(trainer, round_idx)
-        adapter = getattr(pl_module, "global_adapter", None)
-        adapter = adapter or adapter_tensors(find_lora_layers(pl_module))
+        plan = pl_module.round_plan if isinstance(pl_module, StageDriver) else None
+        if plan is not None and plan.round_idx == round_idx:
+            clients = list(plan.clients)
+        else:
+            clients = self._round_clients(trainer, round_idx)
+        # At round start the LoRA layers hold the global adapter.
+        layers = getattr(pl_module, "lora_layers", None) or find_lora_layers(pl_module)
+        adapter = adapter_tensors(layers)
         errors = adapter_error_model(adapter, self._require_rank(), self.rho_grid)
         plan = plan_round(
             errors,
@@ -253,6 +258,8 @@ class TSFA(StageCallback):
             )
 
     def _round_clients(self, trainer, round_idx: int) -> list[int]:
+        # Before the first round plan exists (the budget check at fit start, which must fail
+        # before the run starts), round 0's clients come from the datamodule's schedule.
         schedule = getattr(getattr(trainer, "datamodule", None), "schedule", None)
         if schedule is not None and callable(getattr(schedule, "clients", None)):
             return list(schedule.clients(round_idx))

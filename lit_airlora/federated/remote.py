@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from lit_airlora.federated.aggregators import FedIT, identity_reduce
+from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.round import run_stages
 from lit_airlora.federated.stages import StageDriver, dispatch
 from lit_airlora.federated.upload import RoundContext, Upload
@@ -81,6 +82,20 @@ def module_ranks(callbacks, layers) -> dict[str, int]:
     return {name: f.max_rank for name, f in layers.items()}
 
 
+def remote_plan(seed: int, round_idx: int) -> RoundPlan:
+    """The plan of a remote-link round: one client (id 0, weight 1), one upload per epoch."""
+    return RoundPlan(
+        round_idx=round_idx,
+        seed=round_seed(seed, round_idx),
+        base_seed=seed,
+        clients=(0,),
+        client_weights={0: 1.0},
+        rank_clients=(0,),
+        local_steps=1,
+        steps_this_rank=1,
+    )
+
+
 def remote_round(
     trainer, pl_module, state: RemoteState, remote_mode: str = "replace", seed: int = 0
 ) -> RoundContext | None:
@@ -99,9 +114,7 @@ def remote_round(
         aggregator=FedIT(),
         ideal_aggregate=adapter,
         reduce=identity_reduce,  # every DDP rank holds the same adapter: no sum over ranks
-        generator_seed=round_seed(seed, trainer.current_epoch),
-        round_clients=[0],
-        client_weights={0: 1.0},
+        plan=remote_plan(seed, trainer.current_epoch),
     )
     ctx = run_stages(trainer, pl_module, ctx)
     kept = receive(state, layers, adapter, ctx, remote_mode)

@@ -34,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 if TYPE_CHECKING:
+    from lit_airlora.federated.plan import RoundPlan
     from lit_airlora.federated.upload import RoundContext
 
 STAGE_HOOKS = (
@@ -50,7 +51,14 @@ _HOOK_PREFIXES = ("on_upload_", "on_round_")
 
 
 class StageDriver:
-    """Marker of a LightningModule that dispatches the stage hooks itself each round."""
+    """A LightningModule that dispatches the stage hooks itself each round.
+
+    Attributes:
+        round_plan: The current round's plan, published before ``on_round_start`` (None
+            before the first round); callbacks read it instead of the module's internals.
+    """
+
+    round_plan: RoundPlan | None = None
 
 
 class StageCallback(Callback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +16,7 @@ from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
 from lit_airlora.channel.quantize import SCALE_BITS, UniformQuantizer
 from lit_airlora.compression.topk import TopK
 from lit_airlora.federated.aggregators import FedIT, FFALoRA, identity_reduce
-from lit_airlora.federated.stages import StageDriver
+from lit_airlora.federated.remote import remote_plan
 from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.seeding import round_seed
 
@@ -220,17 +221,14 @@ def test_round_snr_db_is_the_snr_the_link_uses(abstraction):
 
 
 def test_round_snr_db_predicts_the_rounds_of_our_module(abstraction):
-    schedule = SimpleNamespace(clients=lambda r: [r % 4, r % 4 + 2])
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(schedule=schedule), callbacks=[])
-    module = StageDriver()
-    module.device, module.hparams = torch.device("cpu"), {"seed": 7}
+    plan = replace(remote_plan(7, 5), clients=(1, 3))
     callback = DigitalUplink(abstraction, large_scale=UniformSNR(0.0, 30.0, per_round=True))
-    callback.setup(trainer, module, "fit")
-    predicted = callback.round_snr_db(5)  # before round 5 is transmitted
+    assert callback.round_snr_db(5) is None  # nothing known without the plan
+    predicted = callback.round_snr_db(5, plan)  # before round 5 is transmitted
     assert predicted.shape == (2,)
-    ctx = _context(schedule.clients(5), round_idx=5, generator_seed=round_seed(7, 5))
-    callback.on_upload_transmit(None, module, ctx)
+    ctx = _context([1, 3], round_idx=5, generator_seed=round_seed(7, 5))
+    callback.on_upload_transmit(None, MODULE, ctx)
     assert predicted.tolist() == [u.meta["snr_db"] for u in ctx.uploads]
-    # A round drawn otherwise than predicted: the prediction is dropped, the record kept.
-    callback.on_upload_transmit(None, module, _context([1], round_idx=6, generator_seed=1))
-    assert callback.round_snr_db(7) is None and callback.round_snr_db(6).shape == (1,)
+    assert callback.round_snr_db(6, plan) is None  # a plan of another round says nothing
+    callback.on_upload_transmit(None, MODULE, _context([1], round_idx=6, generator_seed=1))
+    assert callback.round_snr_db(6).shape == (1,)
