@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lit_airlora.callbacks.rank_heatmap import log_figure
+from lit_airlora.callbacks.figure_logging import log_figure
 from lit_airlora.callbacks.remote_link import RemoteLinkMixin
 from lit_airlora.channel import aircomp_round as air
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
@@ -26,8 +26,6 @@ from lit_airlora.federated.round import aggregation_error
 from lit_airlora.federated.upload import RoundContext
 from lit_airlora.policy.channel_state import SNRReporter
 from lit_airlora.seeding import make_generator
-
-log = logging.getLogger(__name__)
 
 
 class OverTheAirAggregation(RemoteLinkMixin, SNRReporter):
@@ -162,7 +160,7 @@ class OverTheAirAggregation(RemoteLinkMixin, SNRReporter):
         sums = air.server_sums(reduced, estimate, total_weight)
         aggregate = _to_template(ctx.aggregator.finalize(sums), template)
         if not all(bool(torch.isfinite(t).all()) for t in aggregate.values()):
-            log.warning("Round %d: non-finite over-the-air estimate; no update.", ctx.round_idx)
+            rank_zero_warn(f"Round {ctx.round_idx}: non-finite over-the-air estimate; no update.")
             aggregate, metrics, record = self._all_truncated(ctx, channel, names)
             metrics["channel/nonfinite"] = record["channel/nonfinite"] = 1.0
             return aggregate, metrics, record

@@ -1,4 +1,4 @@
-"""Rank history as a heatmap figure (modules x rounds), logged to TensorBoard on rank zero."""
+"""Rank history as a heatmap figure (modules x rounds)."""
 
 from __future__ import annotations
 
@@ -43,19 +43,3 @@ def rank_heatmap_figure(rounds: Sequence[int], ranks: Mapping[str, Sequence[int]
     figure.colorbar(image, ax=axes, label="active rank")
     figure.tight_layout()
     return figure
-
-
-def log_figure(trainer, tag: str, figure, step: int) -> bool:
-    """Add ``figure`` to every TensorBoard logger of ``trainer`` on global rank zero.
-
-    Returns whether a logger took it (other loggers have no figure API we rely on).
-    """
-    if not trainer.is_global_zero:
-        return False
-    logged = False
-    for logger in trainer.loggers:
-        add_figure = getattr(getattr(logger, "experiment", None), "add_figure", None)
-        if callable(add_figure):
-            add_figure(tag, figure, global_step=step, close=True)
-            logged = True
-    return logged

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lit_airlora.callbacks.rank_heatmap import log_figure, rank_heatmap_figure
+from lit_airlora.callbacks.figure_logging import log_figure
+from lit_airlora.callbacks.rank_heatmap import rank_heatmap_figure
 from lit_airlora.callbacks.remote_link import current_plan
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.federated.remote import RankSource
 from lit_airlora.federated.stages import StageCallback
@@ -21,10 +23,7 @@ from lit_airlora.lora.masks import RankMasks
 from lit_airlora.policy import adapter_state as state
 from lit_airlora.policy.base import Feedback, RankPolicy, check_action
 from lit_airlora.policy.channel_state import ChannelState
-from lit_airlora.policy.costs import shannon_capacity_bps
 from lit_airlora.policy.observation import Observation, check_required
-
-log = logging.getLogger(__name__)
 
 TRUNCATIONS = ("importance", "svd", "prefix", "none")
 
@@ -178,7 +177,7 @@ class RankPolicyCallback(StageCallback, RankSource):
         bandwidth_hz = self.channel.bandwidth_hz(trainer)
         capacity = None
         if snr_db is not None and bandwidth_hz is not None:
-            capacity = shannon_capacity_bps(snr_db, bandwidth_hz)
+            capacity = shannon_rate_bps(bandwidth_hz, snr_db)
         return Observation(
             round_idx=round_idx,
             ranks=self._ranks(pl_module),
@@ -226,7 +225,7 @@ class RankPolicyCallback(StageCallback, RankSource):
             count = float(power_sums[1])
             self.value_power = float(power_sums[0]) / count if count > 0 else None
         else:
-            log.warning("Non-finite LoRA factors: keeping the previous update spectrum.")
+            rank_zero_warn("Non-finite LoRA factors: keeping the previous update spectrum.")
         if self._pending is None:
             return
         obs, chosen = self._pending

@@ -197,12 +197,14 @@ class AbstractionLink(DigitalLink):
                 lengths, tb_bits, tbler.cpu(), generators, outage.tolist(), strict=True
             )
         ]
+        from sionna.phy.utils import lin_to_db
+
         extras = {
             "outage": outage,
             "mcs_index": mcs.cpu().to(torch.int64),
             "tb_bits": tb_bits.to(torch.int64),
             "tbler": tbler.cpu().to(torch.float64),
-            "sinr_eff_db": 10.0 * torch.log10(sinr_eff.cpu().to(torch.float64)),
+            "sinr_eff_db": lin_to_db(sinr_eff.cpu(), precision="double"),
             "rate_bps": tb_bits.to(torch.float64) / self.slot_s,
             "num_prbs": torch.full((len(lengths),), num_prbs, dtype=torch.int64),
         }
@@ -258,7 +260,9 @@ class AbstractionLink(DigitalLink):
         Read from Sionna's AWGN tables for ``mcs_index`` of this link's MCS table (``inf`` where
         Sionna has no table). Call :meth:`setup` first.
         """
-        sinr = 10.0 ** (torch.as_tensor(sinr_db, dtype=torch.float32) / 10.0)
+        from sionna.phy.utils import db_to_lin
+
+        sinr = db_to_lin(torch.as_tensor(sinr_db), precision="single")
         return self._phy.get_bler(mcs_index, self.mcs_table, PUSCH_CATEGORY, cb_size, sinr)
 
     def _report(self, lengths: list[int], tb_bits: Tensor, draws: list, extras: dict) -> LinkReport:

@@ -44,9 +44,14 @@ def energy_j(tx_power_w: float, airtime_s: Tensor) -> Tensor:
 
 
 def shannon_rate_bps(bandwidth_hz: float, snr_db: Tensor | float) -> Tensor:
-    """Capacity ``B log2(1 + SNR)`` in bits per second."""
-    snr = 10.0 ** (torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
-    return bandwidth_hz * torch.log2(1.0 + snr)
+    """AWGN Shannon capacity ``B log2(1 + 10^(snr_db / 10))`` in bit/s, float64, same shape.
+
+    The one Shannon-rate function of the package (links, costs and rank policies use it).
+    """
+    from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+    snr_db = torch.as_tensor(snr_db)
+    return bandwidth_hz * torch.log2(1.0 + db_to_lin(snr_db, precision="double"))
 
 
 def combined_airtime_s(per_client_s: Tensor, multiple_access: str) -> float:

@@ -129,7 +129,9 @@ class DigitalLink:
 
 def noise_variance(snr_db: Tensor) -> Tensor:
     """Noise variance per complex dimension ``N_0 = 10^(-snr_db / 10)`` for unit-energy symbols."""
-    return 10.0 ** (-snr_db.to(torch.float64) / 10.0)
+    from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+    return db_to_lin(-snr_db, precision="double")
 
 
 def client_generators(

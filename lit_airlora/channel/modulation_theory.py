@@ -50,7 +50,9 @@ def ber_rayleigh(num_bits_per_symbol: int, snr_db: Tensor | float) -> Tensor:
 
 
 def _snr_linear(snr_db: Tensor | float) -> Tensor:
-    return 10.0 ** (torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
+    from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+    return db_to_lin(torch.as_tensor(snr_db), precision="double")
 
 
 def _terms(num_bits_per_symbol: int) -> tuple[tuple[float, float], ...]:

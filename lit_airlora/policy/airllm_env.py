@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.policy import costs
 from lit_airlora.policy.checks import check_positive, check_range
 from lit_airlora.policy.observation import Observation, airllm_state_vector
@@ -74,7 +75,7 @@ class AirLLMEnvironment:
     def capacity_bps(self, obs: Observation) -> float:
         """Worst participating client's Shannon capacity (the round waits for the slowest)."""
         bandwidth = obs.bandwidth_hz if obs.bandwidth_hz is not None else self.bandwidth_hz
-        return float(costs.shannon_capacity_bps(obs.require("snr_db"), bandwidth).min())
+        return float(shannon_rate_bps(bandwidth, obs.require("snr_db")).min())
 
     def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:
         return float(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.policy import costs
 from lit_airlora.policy.base import RankPolicy
 from lit_airlora.policy.observation import Observation
-
-log = logging.getLogger(__name__)
 
 
 class CapacityGreedyUniform(RankPolicy):
@@ -62,7 +61,7 @@ class CapacityGreedyUniform(RankPolicy):
     @override
     def act(self, obs: Observation) -> dict[str, int]:
         self.check_max_rank(obs.max_rank)
-        capacity = float(costs.shannon_capacity_bps(obs.require("snr_db"), self.bandwidth_hz).min())
+        capacity = float(shannon_rate_bps(self.bandwidth_hz, obs.require("snr_db")).min())
         fit = costs.largest_feasible_uniform_rank(
             obs.shapes,
             capacity,
@@ -86,7 +85,7 @@ class CapacityGreedyUniform(RankPolicy):
         )
         if self.strict:
             raise RuntimeError(message + " Lower `rank_min`, or set `strict: false`.")
-        log.warning("%s Using rank_min; the upload overruns its latency budget.", message)
+        rank_zero_warn(f"{message} Using rank_min; the upload overruns its latency budget.")
 
     @override
     def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:

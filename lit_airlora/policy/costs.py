@@ -20,12 +20,6 @@ from torch import Tensor
 Shapes = Mapping[str, tuple[int, int]]
 
 
-def shannon_capacity_bps(snr_db: Tensor | float, bandwidth_hz: float) -> Tensor:
-    """AWGN Shannon capacity ``B log2(1 + 10^(snr_db / 10))`` in bit/s, float64, same shape."""
-    snr = torch.as_tensor(snr_db, dtype=torch.float64)
-    return bandwidth_hz * torch.log2(1.0 + torch.pow(10.0, snr / 10.0))
-
-
 def values_per_rank(shapes: Shapes, values_per_rank_extra: int = 1) -> dict[str, int]:
     """Values one rank component costs per module: ``d_in + d_out + values_per_rank_extra``."""
     return {name: d_in + d_out + values_per_rank_extra for name, (d_in, d_out) in shapes.items()}

@@ -232,3 +232,10 @@ def test_round_snr_db_predicts_the_rounds_of_our_module(abstraction):
     assert callback.round_snr_db(6, plan) is None  # a plan of another round says nothing
     callback.on_upload_transmit(None, MODULE, _context([1], round_idx=6, generator_seed=1))
     assert callback.round_snr_db(6).shape == (1,)
+
+
+def test_the_stage_leaves_the_process_thread_count_alone(abstraction, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    DigitalUplink(abstraction).on_upload_transmit(None, MODULE, _context([0, 1]))
+    assert calls == []

@@ -254,3 +254,14 @@ def test_truncated_clients_do_not_lengthen_the_energy_budget_payload():
 def test_energy_budget_must_be_positive():
     with pytest.raises(ValueError, match="energy_budget_symbols"):
         OverTheAirAggregation(FixedSNR(20.0), AWGN(), energy_budget_symbols=0)
+
+
+def test_the_stage_leaves_the_process_thread_count_alone(monkeypatch):
+    from lit_airlora.channel.beamforming import ManifoldBeamformer
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    fading = FlatMIMO(4, 2)
+    fading.setup("cpu")
+    _run(_callback(fading, num_streams=2, beamformer=ManifoldBeamformer()), FedIT())
+    assert calls == []

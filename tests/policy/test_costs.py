@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.policy import costs
 from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
 from tests.policy.policy_helpers import observation, opt_1p3b_shapes
@@ -16,7 +17,7 @@ LATENCY_S = 1.0
 
 
 def test_shannon_capacity_closed_form():
-    capacity = costs.shannon_capacity_bps(torch.tensor([0.0, 10.0]), 1e6)
+    capacity = shannon_rate_bps(1e6, torch.tensor([0.0, 10.0]))
     assert capacity.tolist() == pytest.approx([1e6, 1e6 * math.log2(11.0)])
 
 
@@ -38,7 +39,7 @@ def test_opt_1p3b_has_144_adapters():
 def test_every_rank_8_feasibility_matches_airllm(snr_db, feasible):
     shapes = opt_1p3b_shapes()
     bits = costs.payload_bits(dict.fromkeys(shapes, 8), shapes)
-    capacity = costs.shannon_capacity_bps(snr_db, BANDWIDTH_HZ)
+    capacity = shannon_rate_bps(BANDWIDTH_HZ, snr_db)
     cost = float(costs.normalised_cost(bits, capacity, LATENCY_S))
     assert (cost <= 1.0) == feasible
 
@@ -47,7 +48,7 @@ def test_average_feasible_rank_at_minus_5_db_is_1_4():
     # The paper's "average feasible rank of about 1.4" at -5 dB is the budget-filling rank:
     # C tau / (32 sum_l (d_in + d_out + 1)) = 39.64 Mbit / 28.32 Mbit per rank = 1.3999.
     shapes = opt_1p3b_shapes()
-    capacity = float(costs.shannon_capacity_bps(-5.0, BANDWIDTH_HZ))
+    capacity = float(shannon_rate_bps(BANDWIDTH_HZ, -5.0))
     rank = costs.max_uniform_rank(shapes, capacity, LATENCY_S)
     assert rank == pytest.approx(1.4, abs=0.005)
     assert costs.largest_feasible_uniform_rank(shapes, capacity, LATENCY_S) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.policy import costs
 from lit_airlora.policy.aircomp_mse import SisoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection
@@ -45,7 +46,7 @@ def test_capacity_greedy_fits_and_is_maximal():
     for _ in range(100):
         obs = random_observation(generator)
         rank = next(iter(policy.act(obs).values()))
-        budget = float(costs.shannon_capacity_bps(obs.snr_db, 2e4).min()) * 0.5
+        budget = float(shannon_rate_bps(2e4, obs.snr_db).min()) * 0.5
         bits = _uniform_bits(obs.shapes)
         if bits(1) > budget:
             assert rank == 1  # nothing fits: rank_min with a warning
