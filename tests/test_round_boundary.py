@@ -1,11 +1,10 @@
 """The round boundary and the round plan under Lightning's Trainer flags (tiny model)."""
 
-from lightning.pytorch.callbacks import Callback
-
+from lit_airlora.federated.stages import StageCallback
 from tests.helpers import tiny_fit
 
 
-class PlanProbe(Callback):
+class PlanProbe(StageCallback):
     """Records the plan seen at round start and the context's plan at transmit."""
 
     def __init__(self):

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 
 import torch
 
+from lit_airlora.seeding import derive_seed, make_generator
+
+__all__ = ["derive_seed", "make_generator", "sionna_device", "sionna_generator"]  # old import path
+
 # Sionna's generator registry is process-global: one swap at a time.
 _REGISTRY_LOCK = threading.RLock()
 

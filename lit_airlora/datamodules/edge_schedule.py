@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from lit_airlora.datamodules.schedule import RoundSchedule, seeded
+from lit_airlora.datamodules.schedule import RoundSchedule
+from lit_airlora.seeding import make_generator
+
+#: Key separating the edge user draws from the schedule's other streams.
+EDGE_STREAM = 0xED6E
 
 USER_SELECTIONS = ("round_robin", "random")
 
@@ -84,7 +88,7 @@ class EdgeSchedule(RoundSchedule):
         if self.user_selection == "round_robin":
             return users[round_idx % len(users)]
         index = torch.randint(
-            len(users), (1,), generator=seeded(self.seed, "edge", round_idx, edge)
+            len(users), (1,), generator=make_generator(self.seed, EDGE_STREAM, round_idx, edge)
         )
         return users[int(index)]
 

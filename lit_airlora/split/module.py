@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from lit_airlora.channel.seeding import make_generator
 from lit_airlora.federated.aggregators import FedIT
 from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.plan import RoundPlan, build_round_plan
@@ -22,6 +21,7 @@ from lit_airlora.lora.config import LoRASettings
 from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
 from lit_airlora.models import load_config
 from lit_airlora.module import FederatedLoRAModule
+from lit_airlora.seeding import make_generator
 from lit_airlora.split.cutting import check_architecture, check_cut_points, tier_of, tier_specs
 from lit_airlora.split.links import IdealLink, TensorLink
 from lit_airlora.split.step import Hop, split_step
