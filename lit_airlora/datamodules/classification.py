@@ -12,8 +12,11 @@ from lit_airlora.datamodules.examples import ClientExampleDataset, Examples, tok
 from lit_airlora.datamodules.federated import FederatedTextDataModule
 from lit_airlora.datamodules.labels import encode_labels
 from lit_airlora.datamodules.packing import num_validation_blocks, special_ids
-from lit_airlora.datamodules.schedule import seeded
 from lit_airlora.datamodules.sources import Record
+from lit_airlora.seeding import make_generator
+
+#: Key separating the per-client example order from the schedule's other streams.
+EXAMPLES_STREAM = 0xE4A
 
 
 class FederatedClassificationDataModule(FederatedTextDataModule):
@@ -56,7 +59,9 @@ class FederatedClassificationDataModule(FederatedTextDataModule):
         train: list[Examples] = []
         val: list[Examples] = []
         for client_id, indices in enumerate(clients):
-            order = torch.randperm(len(indices), generator=seeded(self.seed, "examples", client_id))
+            order = torch.randperm(
+                len(indices), generator=make_generator(self.seed, EXAMPLES_STREAM, client_id)
+            )
             chosen = [indices[i] for i in order[: self.max_samples_per_client].tolist()]
             examples = tokenize_examples(
                 tokenizer,
