@@ -3,7 +3,8 @@
 Each case runs the real command in a fresh process (imports included, as a user would) twice:
 ``cli`` is ``python -m lit_airlora`` (preflight checks with PyYAML, then LightningCLI), and
 ``lightning_cli_only`` skips the preflight and goes straight to LightningCLI, which is how every
-bad value was answered before (plus the model load, for values checked after it). A case that
+bad value was answered before (plus the model load, for values checked after it); it ends in a
+traceback (exit code 1), and its message column shows the traceback's last error line. A case that
 is not refused within ``--timeout`` seconds is reported as such. Target: every ``cli`` figure
 under 5 s on 2 CPU cores.
 
@@ -52,8 +53,9 @@ def time_to_error(command: list[str], timeout: float) -> tuple[float, int | None
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return timeout, None, f"no error within {timeout:.0f} s"
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    return time.perf_counter() - start, done.returncode, lines[-1] if lines else ""
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "rror" in line and "DEBUG=1" not in line]
+    return time.perf_counter() - start, done.returncode, (errors or lines or [""])[-1]
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
