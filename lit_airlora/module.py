@@ -33,6 +33,7 @@ from lit_airlora.lora.layers import (
     load_adapter_tensors,
 )
 from lit_airlora.lora.masks import RankMasks
+from lit_airlora.lora.svd_form import orthogonality_penalty
 from lit_airlora.models import load_tokenizer
 from lit_airlora.seeding import resolve_seed
 from lit_airlora.tasks import CausalLM, Task
@@ -311,7 +312,11 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     # -- internals -----------------------------------------------------------------------------
     def _loss(self, batch: dict) -> torch.Tensor:
-        return self.task.loss(self.model, batch)
+        loss = self.task.loss(self.model, batch)
+        if self.lora_settings.svd_form and self.lora_settings.orth_reg_weight > 0:
+            penalty = orthogonality_penalty(self.lora_layers, self.rank_masks.ranks)
+            loss = loss + self.lora_settings.orth_reg_weight * penalty
+        return loss
 
     def _gradients_finite(self) -> bool:
         grads = [p.grad for p in self._trainable if p.grad is not None]
@@ -325,6 +330,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         for name, factors in self.lora_layers.items():
             factors.lora_A.requires_grad_(self.aggregator.trained(f"{name}.lora_A"))
             factors.lora_B.requires_grad_(self.aggregator.trained(f"{name}.lora_B"))
+            if factors.lora_E is not None:
+                factors.lora_E.requires_grad_(self.aggregator.trained(f"{name}.lora_E"))
         for name, param in self.head_parameters.items():
             param.requires_grad_(self.aggregator.trained(name))
 

@@ -20,17 +20,18 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from lit_airlora.federated.upload import Upload, module_of
+from lit_airlora.federated.upload import Upload, is_lora_factor, module_of, rank_index
 
 
 def block(tensor: Tensor, name: str, rank: int) -> Tensor:
-    """View of the active-rank block of a LoRA factor: ``A[:rank]`` or ``B[:, :rank]``."""
-    return tensor[:rank] if name.endswith("lora_A") else tensor[:, :rank]
+    """View of the active-rank block of a LoRA factor: ``A[:rank]`` or ``B[:, :rank]`` (a
+    dense tensor, such as a classification head, is sent whole)."""
+    return tensor[rank_index(name, rank)] if is_lora_factor(name) else tensor
 
 
 def block_layout(names: Sequence[str], ranks: Mapping[str, int]) -> dict[str, int]:
-    """Rank of the block on the air per tensor (``ranks``: module -> rank)."""
-    return {n: int(ranks[module_of(n)]) for n in names}
+    """Rank of the block on the air per tensor (``ranks``: module -> rank; 0 for dense)."""
+    return {n: int(ranks[module_of(n)]) if is_lora_factor(n) else 0 for n in names}
 
 
 def max_ranks(client_ranks: Tensor, participating: Tensor, modules: Sequence[str]) -> dict:
@@ -47,8 +48,8 @@ def max_ranks(client_ranks: Tensor, participating: Tensor, modules: Sequence[str
 
 
 def module_names(names: Sequence[str]) -> list[str]:
-    """Distinct adapted modules of tensor names, in first-seen order."""
-    return list(dict.fromkeys(module_of(n) for n in names))
+    """Distinct adapted modules of LoRA tensor names, in first-seen order."""
+    return list(dict.fromkeys(module_of(n) for n in names if is_lora_factor(n)))
 
 
 def client_stats(upload: Upload, names: Sequence[str]) -> Tensor:

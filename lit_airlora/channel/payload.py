@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from lit_airlora.channel.quantize import QuantizedSegments, Quantizer, pack_bits
-from lit_airlora.federated.upload import Upload, module_of
+from lit_airlora.federated.upload import Upload, active_index
 
 #: Where a tensor's sent entries are: a tuple of slices (active-rank block) or a bool mask.
 EntryIndex = tuple[slice, ...] | Tensor
@@ -68,8 +68,7 @@ def sent_index(upload: Upload, name: str) -> EntryIndex:
     """
     if name in upload.masks:
         return upload.masks[name]
-    rank = upload.ranks[module_of(name)]
-    return (slice(0, rank),) if name.endswith("lora_A") else (slice(None), slice(0, rank))
+    return active_index(name, upload.ranks)
 
 
 def encode_upload(

@@ -49,8 +49,7 @@ class Upload:
         """Boolean mask of the entries of ``tensors[name]`` that this upload sends."""
         if name in self.masks:
             return self.masks[name]
-        if not name.endswith(("lora_A", "lora_B")):  # not a LoRA factor (zeroth-order scalars)
-            return torch.ones_like(self.tensors[name], dtype=torch.bool)
+        # Dense tensors (a classification head, zeroth-order scalars) are sent whole.
         return active_rank_mask(name, self.tensors[name], self.ranks)
 
     def num_values(self) -> int:
@@ -83,22 +82,29 @@ def module_of(name: str) -> str:
 
 
 def is_lora_factor(name: str) -> bool:
-    """Whether ``name`` is a LoRA factor (``"<module>.lora_A"`` / ``".lora_B"``), not a dense
-    tensor such as a classification head."""
-    return name.endswith((".lora_A", ".lora_B"))
+    """Whether ``name`` is a rank-indexed LoRA tensor (``"<module>.lora_A"``, ``".lora_B"``,
+    or the singular values ``".lora_E"`` of an SVD-form adapter), not a dense tensor such as a
+    classification head."""
+    return name.endswith((".lora_A", ".lora_B", ".lora_E"))
+
+
+def active_index(name: str, ranks: dict[str, int]) -> tuple[slice, ...]:
+    """Index of the active-rank block of a LoRA factor: rows of A (``[:r]``), entries of E
+    (``[:r]``), columns of B (``[:, :r]``); a dense tensor is active whole."""
+    if not is_lora_factor(name):
+        return (slice(None),)
+    return rank_index(name, ranks[module_of(name)])
+
+
+def rank_index(name: str, rank: int) -> tuple[slice, ...]:
+    """Index of the first ``rank`` components of a LoRA tensor (B: columns, A and E: rows)."""
+    return (slice(None), slice(0, rank)) if name.endswith("lora_B") else (slice(0, rank),)
 
 
 def active_rank_mask(name: str, tensor: Tensor, ranks: dict[str, int]) -> Tensor:
-    """Mask of the active-rank block of a LoRA factor: rows of A, columns of B (a dense
-    tensor is active whole)."""
-    if not is_lora_factor(name):
-        return torch.ones_like(tensor, dtype=torch.bool)
-    rank = ranks[module_of(name)]
+    """Mask of the active-rank block of a tensor (see :func:`active_index`)."""
     mask = torch.zeros_like(tensor, dtype=torch.bool)
-    if name.endswith("lora_A"):
-        mask[:rank] = True
-    else:
-        mask[:, :rank] = True
+    mask[active_index(name, ranks)] = True
     return mask
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from torch import nn
+
+from lit_airlora.lora.svd_form import add_singular_values
 
 
 @dataclass
@@ -17,6 +20,10 @@ class LoRASettings:
         rank: Initial active rank of every module (defaults to ``max_rank``).
         alpha: LoRA alpha; the effective scaling is ``alpha / active_rank`` (peft's convention).
         dropout: Dropout on the LoRA input.
+        svd_form: AdaLoRA-like SVD-form adapters ``P diag(e) Q`` (see
+            :mod:`lit_airlora.lora.svd_form`) instead of plain ``B A``.
+        orth_reg_weight: Weight of the orthogonality penalty
+            ``||P^T P - I||^2 + ||Q Q^T - I||^2`` (active ranks) added to the loss in SVD form.
     """
 
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
@@ -24,6 +31,8 @@ class LoRASettings:
     rank: int | None = None
     alpha: float = 16.0
     dropout: float = 0.0
+    svd_form: bool = False
+    orth_reg_weight: float = 0.01
 
     def __post_init__(self) -> None:
         if self.max_rank <= 0:
@@ -32,6 +41,11 @@ class LoRASettings:
             raise ValueError(f"`rank` ({self.rank}) must be in [1, max_rank={self.max_rank}].")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"`dropout` ({self.dropout}) must be in [0, 1).")
+        if not (math.isfinite(self.orth_reg_weight) and self.orth_reg_weight >= 0):
+            raise ValueError(
+                f"`orth_reg_weight` ({self.orth_reg_weight}) must be finite and >= 0 "
+                "(AirLLM uses 0.01)."
+            )
         if not self.target_modules:
             raise ValueError("`target_modules` is empty: name at least one linear module.")
 
@@ -80,4 +94,7 @@ def wrap_lora(model: nn.Module, settings: LoRASettings, task_type: str = "CAUSAL
         target_modules=list(settings.target_modules),
         task_type=task_type,
     )
-    return get_peft_model(model, config)
+    wrapped = get_peft_model(model, config)
+    if settings.svd_form:
+        add_singular_values(wrapped)
+    return wrapped

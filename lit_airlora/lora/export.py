@@ -8,12 +8,15 @@ from pathlib import Path
 
 import torch
 
+from lit_airlora.lora.svd_form import fold_singular_values
+
 
 def export_peft_adapter(peft_model, ranks: Mapping[str, int], folder: str | Path) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` truncated to the ranks.
 
     ``PeftModel.from_pretrained(base, folder)`` then rebuilds each module at its active rank with
-    scaling ``alpha / rank``, which is exactly what the rank masks compute.
+    scaling ``alpha / rank``, which is exactly what the rank masks compute. SVD-form adapters are
+    written as plain LoRA with ``e`` folded into ``B``.
 
     Args:
         peft_model: The ``PeftModel`` holding the (max-rank) adapter to export.
@@ -25,7 +28,7 @@ def export_peft_adapter(peft_model, ranks: Mapping[str, int], folder: str | Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = get_peft_model_state_dict(peft_model)
+    state = fold_singular_values(get_peft_model_state_dict(peft_model))
     truncated = {key: _truncate(key, value, ranks) for key, value in state.items()}
     save_file(
         {k: v.contiguous() for k, v in truncated.items()}, str(folder / "adapter_model.safetensors")

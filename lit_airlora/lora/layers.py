@@ -35,6 +35,12 @@ class LoraFactors:
         return self.layer.lora_B[self.adapter_name].weight
 
     @property
+    def lora_E(self) -> torch.Tensor | None:
+        """``[max_rank]`` singular values of an SVD-form adapter (``None`` for plain LoRA)."""
+        values = getattr(self.layer, "lora_E", None)
+        return values[self.adapter_name] if values is not None else None
+
+    @property
     def max_rank(self) -> int:
         return int(self.lora_A.shape[0])
 
@@ -72,6 +78,8 @@ def adapter_tensors(
     for name, factors in layers.items():
         out[f"{name}.lora_A"] = factors.lora_A.detach().float().clone()
         out[f"{name}.lora_B"] = factors.lora_B.detach().float().clone()
+        if factors.lora_E is not None:
+            out[f"{name}.lora_E"] = factors.lora_E.detach().float().clone()
     for name, param in (heads or {}).items():
         out[name] = param.detach().float().clone()
     return out
@@ -84,8 +92,7 @@ def parameter_of(
     if heads and name in heads:
         return heads[name]
     module, kind = name.rsplit(".", 1)
-    factors = layers[module]
-    return factors.lora_A if kind == "lora_A" else factors.lora_B
+    return getattr(layers[module], kind)
 
 
 @torch.no_grad()

@@ -40,7 +40,10 @@ class RankMasks:
 
     def _hook(self, name: str, factors: LoraFactors):
         def scale_output(_module, _inputs, output):  # (..., max_rank)
-            return output * self._scales[name].to(output.dtype)
+            scale = self._scales[name]
+            if factors.lora_E is not None:  # SVD form: P diag(e * m) Q
+                scale = scale * factors.lora_E
+            return output * scale.to(output.dtype)
 
         return factors.lora_A_module.register_forward_hook(scale_output)
 
@@ -55,10 +58,11 @@ class RankMasks:
         Args:
             ranks: Module name -> new active rank in ``[1, max_rank]``; absent modules keep theirs.
             truncate: How to lower a rank. ``"importance"`` reorders components by
-                ``||b_i|| ||a_i||`` first, ``"svd"`` rotates the active factors to the SVD of
-                ``B A`` first, ``"prefix"`` keeps the first components, ``"none"`` only changes
-                the mask. Kept components are rescaled so their ``scaling * B A`` is unchanged,
-                dropped columns of ``B`` are zeroed (a regrown component starts like fresh LoRA).
+                ``||b_i|| ||a_i||`` (times ``|e_i|`` in SVD form) first, ``"svd"`` rotates the
+                active factors to the SVD of ``B A`` (``B diag(e) A``) first, ``"prefix"`` keeps
+                the first components, ``"none"`` only changes the mask. Kept components are
+                rescaled so their ``scaling * B A`` is unchanged, dropped columns of ``B`` (entries
+                of ``e`` in SVD form) are zeroed: a regrown component starts like a fresh one.
         """
         check_ranks(ranks, self.layers, self.max_rank)
         for name, new_rank in ranks.items():
@@ -107,9 +111,12 @@ def component_importance(lora_A: Tensor, lora_B: Tensor) -> Tensor:
 @torch.no_grad()
 def resize_factors(factors: LoraFactors, old_rank: int, new_rank: int, truncate: str) -> None:
     """Reorder (importance / SVD) and rescale the factors in place for a rank change."""
-    A, B = factors.lora_A, factors.lora_B  # (r_max, d_in), (d_out, r_max)
+    A, B, E = factors.lora_A, factors.lora_B, factors.lora_E  # (r_max, d_in), (d_out, r_max)
     if truncate not in ("importance", "svd", "prefix"):
         raise ValueError(f"`truncate` ({truncate!r}) must be importance, svd, prefix or none.")
+    if E is not None:
+        resize_svd_form(A, B, E, old_rank, new_rank, truncate)
+        return
     if new_rank < old_rank and truncate == "importance":
         order = torch.argsort(component_importance(A[:old_rank], B[:, :old_rank]), descending=True)
         A[:old_rank] = A[:old_rank][order]
@@ -119,6 +126,27 @@ def resize_factors(factors: LoraFactors, old_rank: int, new_rank: int, truncate:
     # scaling alpha / r: keep scaling * B A of the kept components when r changes.
     B[:, :new_rank] *= new_rank / old_rank
     B[:, new_rank:] = 0
+
+
+def resize_svd_form(A: Tensor, B: Tensor, E: Tensor, old_rank: int, new_rank: int, truncate: str):
+    """:func:`resize_factors` for ``B diag(E) A`` (in place): reorder by ``|e_i| ||b_i|| ||a_i||``
+    or rotate to the exact SVD (``B``, ``A`` orthonormal, ``E`` the singular values); rescale
+    ``E`` for the new ``alpha / r``; zero the dropped ``e_i`` (their ``b_i``, ``a_i`` stay, so
+    a regrown component has a gradient, as in AdaLoRA)."""
+    if new_rank < old_rank and truncate == "importance":
+        importance = component_importance(A[:old_rank], B[:, :old_rank]) * E[:old_rank].abs()
+        order = torch.argsort(importance, descending=True)
+        A[:old_rank], E[:old_rank] = A[:old_rank][order], E[:old_rank][order]
+        B[:, :old_rank] = B[:, :old_rank][:, order]
+    elif new_rank < old_rank and truncate == "svd":
+        qa, ra = torch.linalg.qr(A[:old_rank].float().T)  # (d_in, r), (r, r)
+        qb, rb = torch.linalg.qr((B[:, :old_rank] * E[:old_rank]).float())  # (d_out, r), (r, r)
+        u, s, vh = torch.linalg.svd(rb @ ra.T)
+        B[:, :old_rank] = (qb @ u).to(B.dtype)
+        A[:old_rank] = (vh @ qa.T).to(A.dtype)
+        E[:old_rank] = s.to(E.dtype)
+    E[:new_rank] *= new_rank / old_rank
+    E[new_rank:] = 0
 
 
 def rotate_to_svd(A: Tensor, B: Tensor, rank: int) -> None:

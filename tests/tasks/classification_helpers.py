@@ -62,6 +62,7 @@ def classification_fit(
     module_kwargs=None,
     data_kwargs=None,
     ckpt_path=None,
+    callbacks=(),
     **trainer_kwargs,
 ):
     """Fit the tiny classifier for ``max_epochs`` rounds; returns ``(trainer, module)``."""
@@ -69,6 +70,6 @@ def classification_fit(
     kwargs = {"task": SequenceClassification(num_labels=num_labels), "learning_rate": 1e-2}
     module = tiny_module(model_dir, **{**kwargs, **(module_kwargs or {})})
     datamodule = toy_datamodule(tmp_path, tokenizer, **(data_kwargs or {}))
-    trainer = tiny_trainer(tmp_path, max_epochs, **trainer_kwargs)
+    trainer = tiny_trainer(tmp_path, max_epochs, callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer, module
