@@ -24,6 +24,7 @@ from lit_airlora.federated.round import (
     skipped_context,
 )
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
+from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
 from lit_airlora.lora.layers import (
@@ -135,6 +136,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.exported_adapter_dir: Path | None = None
         self.round_plan: RoundPlan | None = None
         self.skipping_round = False
+        self._scoring_round_zero = False
 
     # -- rank-mask API -------------------------------------------------------------------------
     @property
@@ -181,13 +183,6 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     # -- Lightning hooks -----------------------------------------------------------------------
     @override
-    def setup(self, stage: str) -> None:
-        check_stage_callbacks(self.trainer.callbacks)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            self.task.check_data(datamodule)
-
-    @override
     def configure_optimizers(self):
         if self.zeroth_order is not None:
             return None  # zeroth-order updates keep no optimizer state
@@ -198,6 +193,16 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         )
 
     @override
+    def setup(self, stage: str) -> None:
+        check_stage_callbacks(self.trainer.callbacks)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            self.task.check_data(datamodule)
+        if stage == "fit":
+            check_trainer(self.trainer)
+            self._federated_datamodule()
+
+    @override
     def on_before_optimizer_step(self, optimizer) -> None:
         # Lightning runs the callbacks' hook first: clip the gradient they completed.
         if self.hparams.gradient_clip_val:
@@ -205,10 +210,10 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def on_train_start(self) -> None:
-        if self.current_epoch == 0 and self._has_val_data():
-            self.last_metrics.update(self._evaluate_round_zero())
-            self.history = [self.last_metrics[self.task.headline_metric]]
-            self.log_dict({f"{k}_round0": v for k, v in self.last_metrics.items()})
+        # Round 0 is scored before any training, through Lightning's own validation loop (so
+        # limit_val_batches, DDP sharding and the loggers apply); resumed runs skip it.
+        if self.current_epoch == 0 and self.trainer.global_step == 0:
+            self._validate_round_zero()
 
     @override
     def on_train_epoch_start(self) -> None:
@@ -218,37 +223,30 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.clients.start_round()  # after the policies: it records this round's global ranks
         if self.zeroth_order is not None:
             self.zeroth_order.start_round(self.round_plan.seed)
+        self.round_metrics = {}
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if self.skipping_round:
+        plan = self.round_plan
+        client = plan.client_of_step(batch_idx)  # None: an idle step padding this rank's shard
+        loss, stepped = None, False
+        if client is not None and self.skipping_round:
             self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
-            if self.trainer.is_last_batch:
-                self._finish_round()
-            return None
-        if self.zeroth_order is not None:
-            return self._zeroth_order_step(batch)
-        self.clients.switch_to(int(batch["client_id"][0]), float(batch["client_weight"][0]))
-        optimizer = self.optimizers()
-        with self._no_grad_sync():
-            loss = self._loss(batch)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                self.manual_backward(loss)
-        # A non-finite loss or gradient skips the step: it never reaches the adapter.
-        if finite and self._gradients_finite():
-            optimizer.step()  # clipped in on_before_optimizer_step
-            self.clients.observe_loss(float(loss.detach()))
-        else:
-            self.clients.skipped_steps += 1
-        optimizer.zero_grad(set_to_none=True)
-        self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
-        if self.trainer.is_last_batch:
+        elif client is not None and self.zeroth_order is not None:
+            loss = self._zeroth_order_step(batch)  # no optimizer step: counted below
+        elif client is not None:
+            loss, stepped = self._local_step(batch, client)
+        if not stepped:
+            self._count_step_without_update()
+        if batch_idx == plan.steps_this_rank - 1:
             self._finish_round()
-        return loss.detach()
+        return loss
 
     @override
     def on_train_epoch_end(self) -> None:
+        if not self.round_metrics:  # stopped inside the round (a signal): drop it
+            self._drop_unfinished_round()
+            return
         metrics = dict(self.round_metrics)
         self.log("round/train_loss", metrics.pop("round/train_loss"), prog_bar=True)
         self.log_dict(metrics)
@@ -263,6 +261,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.last_metrics.update(values)
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.history.append(values[self.task.headline_metric])
+        if self._scoring_round_zero:
+            self.log_dict({f"{k}_round0": v for k, v in values.items()})
         headline = self.task.headline_metric
         self.log(headline, values.pop(headline), prog_bar=True)
         self.log_dict(values)
@@ -318,6 +318,39 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             loss = loss + self.lora_settings.orth_reg_weight * penalty
         return loss
 
+    def _local_step(self, batch: dict, client: int) -> tuple[torch.Tensor, bool]:
+        """Forward, backward and optimizer step of ``client``'s batch; whether it stepped."""
+        if int(batch["client_id"][0]) != client:
+            raise RuntimeError(
+                f"Batch of client {int(batch['client_id'][0])} where the round plan schedules "
+                f"client {client}: the train loader must follow the datamodule's RoundSchedule."
+            )
+        self.clients.switch_to(client, self.round_plan.client_weights[client])
+        optimizer = self.optimizers()
+        with self._no_grad_sync():
+            loss = self._loss(batch)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                self.manual_backward(loss)
+        # A non-finite loss or gradient skips the step: it never reaches the adapter.
+        stepped = finite and self._gradients_finite()
+        if stepped:
+            optimizer.step()  # clipped in on_before_optimizer_step
+            self.clients.observe_loss(float(loss.detach()))
+        else:
+            self.clients.skipped_steps += 1
+        optimizer.zero_grad(set_to_none=True)
+        self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
+        return loss.detach(), stepped
+
+    def _count_step_without_update(self) -> None:
+        """Count a batch that updates nothing (idle, skipped) as a step, as an optimizer step
+        would: ``global_step`` (and ``max_steps``) then advance alike on every rank."""
+        # Lightning counts manual-optimisation steps in this progress tracker (no public API).
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
+
     def _gradients_finite(self) -> bool:
         grads = [p.grad for p in self._trainable if p.grad is not None]
         return bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
@@ -343,13 +376,6 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         else:
             self.clients.skipped_steps += 1
         self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
-        # No optimizer steps: count the minibatch as one, so `global_step` (logging, checkpoint
-        # saving) advances as in first-order training.
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
-        if self.trainer.is_last_batch:
-            self._finish_round()
         return loss
 
     def _finish_round(self) -> None:
@@ -439,20 +465,25 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             "round/unk_rate": unknown / max(tokens, 1.0),
         }
 
-    def _has_val_data(self) -> bool:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return datamodule is not None and hasattr(datamodule, "val_dataloader")
+    def _validate_round_zero(self) -> None:
+        trainer = self.trainer
+        if not trainer.enable_validation:
+            return
+        # Lightning runs its validation loop the same way inside a training epoch.
+        trainer.validating = True
+        self._scoring_round_zero = True
+        try:
+            trainer.fit_loop.epoch_loop.val_loop.run()
+        finally:
+            self._scoring_round_zero = False
+            trainer.training = True
 
-    @torch.no_grad()
-    def _evaluate_round_zero(self) -> dict[str, float]:
-        was_training = self.model.training
-        self.model.eval()
-        for batch in self.trainer.datamodule.val_dataloader():
-            batch = self.transfer_batch_to_device(batch, self.device, 0)
-            self.validation_step(batch, 0)
-        values = self.task.compute_metrics(self.val_metrics)
-        self.model.train(was_training)
-        return values
+    def _drop_unfinished_round(self) -> None:
+        """Training stopped inside a round: its clients' work is dropped, the global stays."""
+        self.rank_masks.set_ranks(self.clients.global_ranks, truncate="none")
+        self.clients.start_round()
+        load_adapter_tensors(self.lora_layers, self.global_adapter)
+        log.warning("Training stopped inside round %d; the round is dropped.", self.current_epoch)
 
 
 def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:

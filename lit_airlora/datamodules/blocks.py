@@ -50,3 +50,33 @@ class ClientBlockDataset(Dataset):
             "client_id": client_id,
             "client_weight": self.client_weights[client_id],
         }
+
+
+class RankShard(Dataset):
+    """DDP rank ``rank``'s share ``rank::world_size`` of an evaluation set, padded with ignored
+    samples (every label ``-100``) so every rank runs the same number of batches.
+
+    The padding adds no token to a perplexity or loss that ignores ``-100``, so the metrics
+    summed over ranks equal the single-process ones (up to float summation order).
+
+    Args:
+        dataset: The evaluation set (samples with ``labels``).
+        rank: This process's global rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(self, dataset: Dataset, rank: int = 0, world_size: int = 1):
+        self.dataset = dataset
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.world_size)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        position = self.rank + index * self.world_size
+        if position < len(self.dataset):
+            return self.dataset[position]
+        sample = dict(self.dataset[0])
+        sample["labels"] = torch.full_like(sample["labels"], IGNORE_INDEX)
+        return sample

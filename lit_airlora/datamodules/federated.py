@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from lit_airlora.datamodules.blocks import ClientBlockDataset
+from lit_airlora.datamodules.blocks import ClientBlockDataset, RankShard
 from lit_airlora.datamodules.packing import Blocks, pack_client
 from lit_airlora.datamodules.partitioners import Partitioner, check_min_samples
 from lit_airlora.datamodules.sampler import RoundBatchSampler
@@ -36,8 +36,10 @@ class FederatedTextDataModule(pl.LightningDataModule):
     loader's batch sampler follows a :class:`RoundSchedule`: in round (epoch) ``t`` it yields
     ``local_steps`` batches for each sampled client of this DDP rank, client after client;
     every batch holds one client's blocks and carries ``client_id`` and ``client_weight``.
-    The Trainer must run with ``use_distributed_sampler=False`` (the sampler shards clients
-    by rank itself).
+    Ranks with fewer clients than others pad the round with idle batches (the module skips
+    them), so every rank runs the same number of batches. Validation blocks are shared out
+    over the ranks (padded with ignored blocks) and the metrics reduced. The Trainer must run
+    with ``use_distributed_sampler=False`` (the samplers shard by rank themselves).
 
     Args:
         source: Where the texts come from.
@@ -111,7 +113,6 @@ class FederatedTextDataModule(pl.LightningDataModule):
         if self.schedule is not None:
             return
         self.rank, self.world_size = _rank_and_world_size(self.trainer)
-        _check_world_size(self.world_size, self.clients_per_round)
         tokenizer = self._resolve_tokenizer()
         records = self.source.load()
         self._check_records(records)
@@ -144,9 +145,9 @@ class FederatedTextDataModule(pl.LightningDataModule):
 
     @override
     def val_dataloader(self) -> DataLoader:
-        """The pooled validation blocks of every client, in order, on every rank."""
+        """The pooled validation blocks of every client, shared out over the DDP ranks."""
         return DataLoader(
-            self._ready(self.val_set),
+            RankShard(self._ready(self.val_set), self.rank, self.world_size),
             batch_size=self.val_batch_size,
             shuffle=False,
             num_workers=self.num_workers,
@@ -272,12 +273,3 @@ def _check_samples(val_fraction: float, min_samples: int, max_samples: int | Non
         raise ValueError(f"`min_samples_per_client` ({min_samples}) must be >= 1.")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"`max_samples_per_client` ({max_samples}) must be >= 1 or None.")
-
-
-def _check_world_size(world_size: int, clients_per_round: int) -> None:
-    if world_size > clients_per_round:
-        raise ValueError(
-            f"The DDP world size ({world_size}) exceeds `clients_per_round` "
-            f"({clients_per_round}): every rank needs a client each round. Raise "
-            "`clients_per_round` or use fewer devices."
-        )

@@ -8,10 +8,12 @@ from itertools import accumulate
 from torch.utils.data import Sampler
 
 from lit_airlora.datamodules.schedule import RoundSchedule
+from lit_airlora.federated.plan import padded_steps
 
 
 class RoundBatchSampler(Sampler[list[int]]):
-    """Yields the batches of this rank's clients for the current round, client after client.
+    """Yields the batches of this rank's clients for the current round, client after client,
+    then idle batches up to the largest shard's length (so every DDP rank runs as many batches).
 
     Lightning calls ``set_epoch(epoch)`` before every training epoch; the epoch is the round
     index. Lightning looks for ``set_epoch`` on the loader's ``batch_sampler.sampler``, so this
@@ -57,12 +59,18 @@ class RoundBatchSampler(Sampler[list[int]]):
         return self.schedule.rank_clients(self.round_idx, self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for client in self.clients():
+        clients = self.clients()
+        for client in clients:
             size, offset = self.client_sizes[client], self.offsets[client]
             for batch in self.schedule.client_batches(
                 self.round_idx, client, size, self.batch_size
             ):
                 yield [offset + i for i in batch]
+        for _ in range(len(self) - len(clients) * self.schedule.local_steps):
+            yield [0]  # idle step: the module trains nothing on it
 
     def __len__(self) -> int:
-        return len(self.clients()) * self.schedule.local_steps
+        """Batches of the largest shard (ceil(C / W) clients): the same on every rank."""
+        return padded_steps(
+            self.schedule.clients_per_round, self.schedule.local_steps, self.world_size
+        )

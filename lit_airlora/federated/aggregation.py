@@ -16,7 +16,7 @@ from torch import Tensor
 def weighted_sum(
     tensors: Sequence[Mapping[str, Tensor]], weights: Sequence[float], names: Sequence[str]
 ) -> dict[str, Tensor]:
-    """``sum_k w_k x_k`` for every name, float32 or better. Empty ``tensors`` is an error."""
+    """``sum_k w_k x_k`` for every name, accumulated in float64. Empty ``tensors`` is an error."""
     if not tensors:
         raise ValueError("weighted_sum needs at least one set of tensors.")
     out = {}
@@ -61,4 +61,6 @@ def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
 
 
 def _acc_dtype(tensor: Tensor) -> torch.dtype:
-    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+    # float64 sums of float32 values: the order of the terms (how clients are shared out over
+    # DDP ranks) changes them by ~1e-16, below float32 resolution once cast back.
+    return torch.float64

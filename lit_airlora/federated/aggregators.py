@@ -102,7 +102,7 @@ class FedIT(Aggregator):
         """This rank's share: ``sum_k w_k x_k`` per sent tensor and the weight ``sum_k w_k``."""
         names = [n for n in template if self.trainable(n)]
         if not uploads:
-            sums = {n: torch.zeros_like(template[n], dtype=torch.float32) for n in names}
+            sums = {n: torch.zeros_like(template[n], dtype=torch.float64) for n in names}
         else:
             weights = [u.weight for u in uploads]
             sums = weighted_sum([u.tensors for u in uploads], weights, names)

@@ -28,7 +28,9 @@ def reduce_sum(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
         flat = torch.cat([out[n].reshape(-1) for n in names])  # (sum of numels,)
         flat = _all_reduce(flat)
         for name, part in zip(names, flat.split([out[n].numel() for n in names]), strict=True):
-            out[name] = part.view_as(out[name])
+            # Own storage, as on one process: a view into the flat buffer can sit at an odd
+            # offset, which view_as_complex (over-the-air signals) refuses.
+            out[name] = part.view_as(out[name]).clone()
     return out
 
 

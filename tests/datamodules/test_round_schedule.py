@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
 from lit_airlora.datamodules import RoundBatchSampler, RoundSchedule
+from lit_airlora.datamodules.blocks import RankShard
 
 
 def test_same_seed_and_round_give_same_clients_and_batches():
@@ -79,6 +81,30 @@ def test_sampler_shards_clients_by_rank():
     assert blocks[0].isdisjoint(blocks[1])
     assert sorted(blocks[0] | blocks[1]) == schedule.clients(3)
     assert [len(s) for s in samplers] == [2, 2]
+
+
+def test_uneven_shards_pad_with_idle_batches():
+    schedule = RoundSchedule(6, 5, local_steps=2, seed=1)
+    samplers = [RoundBatchSampler(schedule, [8] * 6, 2, rank=r, world_size=3) for r in range(3)]
+    batches = [list(s) for s in samplers]
+    # 5 clients on 3 ranks: 2, 2 and 1 clients; every rank runs 2 x 2 batches.
+    assert [len(b) for b in batches] == [len(s) for s in samplers] == [4, 4, 4]
+    assert batches[2][2:] == [[0], [0]]
+    trained = {
+        i // 8
+        for b, s in zip(batches, samplers, strict=True)
+        for batch in b[: 2 * len(s.clients())]
+        for i in batch
+    }
+    assert sorted(trained) == schedule.clients(0)
+
+
+def test_rank_shards_cover_the_set_once_and_pad_with_ignored_samples():
+    data = [{"labels": torch.tensor([i, i])} for i in range(5)]
+    shards = [RankShard(data, r, 2) for r in range(2)]
+    assert [len(s) for s in shards] == [3, 3]
+    seen = sorted(int(s[i]["labels"][0]) for s in shards for i in range(3))
+    assert seen == [-100, 0, 1, 2, 3, 4]
 
 
 def test_schedule_errors():
