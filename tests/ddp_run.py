@@ -1,16 +1,16 @@
-"""A tiny federated fit as a standalone script, for the DDP equivalence test.
+"""Tiny federated fits as a standalone script, for the DDP equivalence tests.
 
 Lightning's DDP launcher re-runs the current command for the other ranks, so DDP runs are
-tested by launching this script in a subprocess (as Lightning's own standalone tests do):
+tested by launching this script in a subprocess (as Lightning's own standalone tests do). One
+launch runs several cases in turn (the process group is reused), each ``<channel>:<clients per
+round>``; rank 0 saves one result file per case:
 
-    python tests/ddp_run.py OUT_DIR MODEL_DIR DEVICES [agent]
-
-With ``agent`` the rank policy is a small AirLLMPolicy (PPO + DDIM) on a link where some
-rounds are infeasible (skipped), instead of the importance budget.
+    python tests/ddp_run.py OUT_DIR MODEL_DIR DEVICES ideal:4 siso:3 mimo:5 digital:4
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lit_airlora.lora.config import LoRASettings
 from tests.helpers import tiny_fit
-
-SCRIPT_PATH = Path(__file__).resolve()
 
 
 def agent_callback():
@@ -44,51 +43,81 @@ def agent_callback():
     return RankPolicyCallback(policy, large_scale=snrs, seed=1, heatmap_every_n_rounds=0)
 
 
-def run(out_dir: str, model_dir: str, devices: int, agent: bool = False):
-    """The fit of this script; returns ``(trainer, module, rank_callback)``."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+def _callbacks(channel: str) -> list:
+    from lit_airlora.callbacks.digital_link import DigitalUplink
+    from lit_airlora.callbacks.over_the_air import OverTheAirAggregation
     from lit_airlora.callbacks.rank_policy import RankPolicyCallback
+    from lit_airlora.callbacks.soft import SOFT
+    from lit_airlora.channel.abstraction import AbstractionLink
+    from lit_airlora.channel.fading import FlatMIMO, RayleighBlock
+    from lit_airlora.channel.large_scale import UniformSNR
+    from lit_airlora.channel.quantize import UniformQuantizer
     from lit_airlora.policy.importance import ImportanceBudget
 
-    strategy = "ddp" if devices > 1 else "auto"
-    # Ranks move between rounds (importance budget of 10 components over 4 modules): DDP, the
-    # optimizer and the masks must keep the ranks in step.
-    if agent:
-        callback = agent_callback()
-    else:
-        budget = ImportanceBudget(total_rank_budget=10)
-        callback = RankPolicyCallback(budget, heatmap_every_n_rounds=100)
+    factories = {
+        "ideal": list,
+        "siso": lambda: [OverTheAirAggregation(UniformSNR(5.0, 25.0), RayleighBlock())],
+        "mimo": lambda: [
+            OverTheAirAggregation(UniformSNR(5.0, 25.0), FlatMIMO(4, 2), num_streams=2)
+        ],
+        "digital": lambda: [
+            DigitalUplink(
+                AbstractionLink(bandwidth_hz=1e6, max_retransmissions=1),
+                UniformQuantizer(8),
+                large_scale=UniformSNR(0.0, 20.0),
+                small_scale=RayleighBlock(),
+            )
+        ],
+        "soft": lambda: [SOFT(rho=0.0, lambda_orth=1e-2)],
+        "dropout": list,  # LoRA dropout 0.1: per-client seeds make the masks rank-independent
+        # Ranks move between rounds (a budget of 10 components over 4 modules): DDP, the
+        # optimizer and the masks must keep the ranks in step.
+        "policy": lambda: [
+            RankPolicyCallback(ImportanceBudget(total_rank_budget=10), heatmap_every_n_rounds=100)
+        ],
+        "agent": lambda: [agent_callback()],  # AirLLM's PPO + DDIM agent; some rounds skipped
+    }
+    return factories[channel]()
+
+
+def run_case(out_dir: Path, model_dir: str, devices: int, case: str, tokenizer) -> None:
+    channel, clients_per_round = case.split(":")
+    lora = LoRASettings(max_rank=4, dropout=0.1 if channel == "dropout" else 0.0)
+    callbacks = _callbacks(channel)
+    rank_dir = out_dir / case.replace(":", "_") / f"rank{os.environ.get('LOCAL_RANK', '0')}"
     trainer, module = tiny_fit(
-        Path(out_dir),
+        rank_dir,
         model_dir,
         tokenizer,
-        max_epochs=5 if agent else 3,
-        callbacks=[callback],
-        data_kwargs={"clients_per_round": 4, "local_steps": 1 if agent else 2},
+        max_epochs=5 if channel == "agent" else 2,
+        callbacks=callbacks,
+        module_kwargs={"lora": lora},
+        data_kwargs={"clients_per_round": int(clients_per_round), "local_steps": 1},
         devices=devices,
-        strategy=strategy,
+        strategy="ddp" if devices > 1 else "auto",
         enable_checkpointing=False,
     )
-    return trainer, module, callback
-
-
-def result(trainer, module, callback) -> dict:
-    return {
-        "global_adapter": module.global_adapter,
-        "bits": module.ledger.total_bits,
-        "ranks": module.ranks,
-        "rank_history": callback.rank_history,
-        "train_loss": float(trainer.logged_metrics["round/train_loss"]),
-    }
-
-
-def main(out_dir: str, model_dir: str, devices: int, agent: bool = False) -> None:
-    trainer, module, callback = run(out_dir, model_dir, devices, agent)
     if trainer.is_global_zero:
-        torch.save(result(trainer, module, callback), Path(out_dir) / f"result_{devices}.pt")
+        result = {
+            "global_adapter": module.global_adapter,
+            "bits": module.ledger.total_bits,
+            "ranks": module.ranks,
+            "train_loss": float(trainer.logged_metrics["round/train_loss"]),
+            "perplexity": list(module.perplexity_history),
+            "global_step": trainer.global_step,
+            "rank_history": getattr(callbacks[0], "rank_history", {}) if callbacks else {},
+        }
+        torch.save(result, out_dir / f"{case.replace(':', '_')}_{devices}.pt")
+
+
+def main(out_dir: str, model_dir: str, devices: int, cases: list[str]) -> None:
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(1)  # one thread: matrix products sum in the same order in every run
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    for case in cases:
+        run_case(Path(out_dir), model_dir, devices, case, tokenizer)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), agent=sys.argv[4:] == ["agent"])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:])

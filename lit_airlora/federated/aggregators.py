@@ -85,8 +85,9 @@ class Aggregator(ABC):
         template: Mapping[str, Tensor],
         reduce: Reduce = identity_reduce,
     ) -> dict[str, Tensor]:
-        """Partial sums, reduce over ranks, finalize."""
-        return self.finalize(reduce(self.partial_sums(uploads, template)))
+        """Partial sums (float64), reduce over ranks, finalize; in the template's dtypes."""
+        aggregate = self.finalize(reduce(self.partial_sums(uploads, template)))
+        return {n: t.to(template[n].dtype) for n, t in aggregate.items()}
 
 
 class FedIT(Aggregator):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.token_stats import (
     batch_token_stats,
     ignored_ids,
@@ -54,6 +55,10 @@ class ClientTrainer:
             self._finish_client()
         self.client, self.weight = client_id, weight
         module = self.module
+        if module.lora_settings.dropout > 0:
+            # Dropout draws from the global generator: seeded per (round, client), a client
+            # draws the same masks on whichever DDP rank simulates it.
+            torch.manual_seed(round_seed(module.round_plan.seed, client_id))
         _check_client_state(module)
         start = module.aggregator.client_start(client_id, module.global_adapter)
         module.load_adapter(start)

@@ -27,9 +27,9 @@ class HeteroFL(FedIT):
         sums = super().partial_sums(uploads, template)
         names = [n for n in template if self.trainable(n)]
         for name in names:
-            count = torch.zeros_like(template[name], dtype=torch.float32)
+            count = torch.zeros_like(template[name], dtype=torch.float64)
             for upload in uploads:
-                count.add_(upload.sent_mask(name).to(torch.float32), alpha=upload.weight)
+                count.add_(upload.sent_mask(name).to(torch.float64), alpha=upload.weight)
             sums[f"{name}{WEIGHT_KEY}"] = count
         return sums
 

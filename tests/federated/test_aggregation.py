@@ -49,7 +49,8 @@ def test_split_over_ranks_equals_one_process():
     split = agg.finalize(summed)
     whole = agg.aggregate(uploads, _template())
     for name in NAMES:
-        torch.testing.assert_close(split[name], whole[name])
+        # float64 partial sums: the split changes the sum by ~1e-16, gone in the float32 cast.
+        assert torch.equal(split[name].to(whole[name].dtype), whole[name])
 
 
 def test_ffa_lora_trains_and_sends_only_b():
