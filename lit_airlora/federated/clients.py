@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from lit_airlora.federated.round import round_seed
 from lit_airlora.federated.token_stats import (
     batch_token_stats,
     ignored_ids,
@@ -12,6 +11,7 @@ from lit_airlora.federated.token_stats import (
     unknown_token_table,
 )
 from lit_airlora.federated.upload import Upload, active_rank_mask
+from lit_airlora.seeding import round_seed
 
 
 class ClientTrainer:
