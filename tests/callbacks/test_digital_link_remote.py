@@ -42,7 +42,8 @@ def test_high_snr_delivers_the_quantised_adapter(tmp_path):
 
 
 def test_very_low_snr_loses_blocks_counts_them_and_stays_finite(tmp_path):
-    link = AbstractionLink(bandwidth_hz=1e6, max_retransmissions=1)
+    # Without the outage rule the client transmits below MCS 0 and its blocks fail on the air.
+    link = AbstractionLink(bandwidth_hz=1e6, max_retransmissions=1, outage=False)
     callback = DigitalUplink(link, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
     trainer, module = fit_plain(tmp_path, [callback], max_epochs=1)
     metrics = trainer.callback_metrics
@@ -56,3 +57,18 @@ def test_very_low_snr_loses_blocks_counts_them_and_stays_finite(tmp_path):
 def test_remote_mode_is_checked():
     with pytest.raises(ValueError, match="remote_mode"):
         DigitalUplink(AbstractionLink(), remote_mode="mirror")
+
+
+def test_very_low_snr_under_the_outage_rule_sends_nothing_and_keeps_the_adapter(tmp_path):
+    # With the outage rule (the default) the client below MCS 0 stays silent: nothing is on the
+    # air, so no block fails, every offered bit is dropped and the trained adapter is kept.
+    link = AbstractionLink(bandwidth_hz=1e6, max_retransmissions=1)
+    callback = DigitalUplink(link, large_scale=FixedSNR(-10.0), small_scale=RayleighBlock())
+    trainer, module = fit_plain(tmp_path, [callback], max_epochs=1)
+    metrics = trainer.callback_metrics
+    assert float(metrics["remote/comm/bits_delivered"]) == 0
+    assert float(metrics["remote/comm/blocks_dropped"]) >= 1
+    assert float(metrics["remote/channel/bler"]) == 0
+    adapter = adapter_tensors(find_lora_layers(module))
+    # peft starts B at zero: a non-zero B is the trained one, not a zeroed or reset adapter.
+    assert all(bool(t.abs().sum() > 0) for n, t in adapter.items() if n.endswith("lora_B"))
