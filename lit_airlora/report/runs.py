@@ -92,7 +92,7 @@ def load_run(folder: str | Path, name: str | None = None) -> Run:
             ]
             run.series.setdefault(tag, []).extend(rounds)
     for tag, points in run.series.items():
-        by_round = dict(sorted(points))  # the last value logged for a round wins
+        by_round = dict(points)  # in logging order: the last value logged for a round wins
         run.series[tag] = sorted(by_round.items())
     for tag in tags["images"]:
         run.images[tag] = events.Images(tag)[-1].encoded_image_string
@@ -107,8 +107,11 @@ def default_name(folder: Path) -> str:
 
 
 def _round_of(step: int, epoch_at_step: dict[int, int], index: int) -> int:
-    """Rounds completed when ``step`` was logged: the epoch logged at (or before) that step,
-    plus one; without an ``epoch`` scalar, the value's position (one value per round)."""
+    """Rounds completed when ``step`` was logged: 0 before the first training step, else the
+    epoch logged at (or before) that step, plus one; without an ``epoch`` scalar, the value's
+    position (one value per round)."""
+    if step == 0 and epoch_at_step:
+        return 0  # logged before the first training step: the round-0 evaluation
     earlier = [s for s in epoch_at_step if s <= step]
     if not earlier:
         return index + 1
