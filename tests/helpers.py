@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
@@ -14,6 +18,9 @@ from lit_airlora.datamodules import IID, FederatedTextDataModule, LocalFiles
 from lit_airlora.lora.config import LoRASettings
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 from lit_airlora.module import FederatedLoRAModule
+
+#: The repository root, put on ``PYTHONPATH`` of scripts launched in their own process.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 WORDS = "the wind over the air carries low rank updates to a patient server".split()
 
@@ -135,3 +142,17 @@ def fit_plain(tmp_path: Path, callbacks, max_epochs: int = 2, **trainer_kwargs):
     trainer = L.Trainer(**{**kwargs, **trainer_kwargs})
     trainer.fit(module)
     return trainer, module
+
+
+def launch_script(script: Path, *args: object, timeout_s: float = 600) -> None:
+    """Run ``script`` with ``args`` in a fresh Python process, one thread per process.
+
+    Lightning's DDP starts its other ranks by re-running the command line, so DDP tests run a
+    small script instead of forking pytest. A failure shows the script's stderr; a hang fails
+    after ``timeout_s`` instead of blocking the suite.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(script), *map(str, args)]
+    done = subprocess.run(command, env=env, timeout=timeout_s, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{script.name} {args} failed:\n{done.stderr[-3000:]}")

@@ -9,13 +9,12 @@ shared out over ranks moves a sum by ~1e-16 relative, below float32 resolution o
 Validation perplexity sums per-token losses over ranks in float32 (torchmetrics): 1e-5.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.helpers import launch_script
 
 SCRIPT = Path(__file__).with_name("ddp_run.py")
 
@@ -30,16 +29,7 @@ TIMEOUT_S = 420
 
 
 def _launch(out_dir: Path, model_dir: str, devices: int, cases: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out_dir), model_dir, str(devices), *cases],
-        env=env,
-        timeout=TIMEOUT_S,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"{devices}-process run failed:\n{done.stderr[-3000:]}")
+    launch_script(SCRIPT, out_dir, model_dir, devices, *cases, timeout_s=TIMEOUT_S)
 
 
 def _result(out_dir: Path, case: str, devices: int) -> dict:

@@ -1,26 +1,18 @@
 """DDP: SplitLLM's two user-edge streams on 2 CPU ranks (gloo) give the 1-rank result: the
 cloud adapter is stepped on gradients summed over ranks, user/edge adapters averaged across."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers import launch_script
+
 SCRIPT = Path(__file__).with_name("ddp_split_run.py")
 
 
 def _run(tmp_path, model_dir, devices):
-    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[2])}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), model_dir, str(devices)],
-        check=True,
-        env=env,
-        timeout=600,
-        capture_output=True,
-    )
+    launch_script(SCRIPT, tmp_path, model_dir, devices)
     return torch.load(tmp_path / f"result_{devices}.pt", weights_only=True)
 
 

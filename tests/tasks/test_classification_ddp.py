@@ -1,26 +1,18 @@
 """DDP: 2 CPU processes (gloo) give the same global adapter and head, ledger and held-out
 accuracy as 1 process on the classification task."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers import launch_script
+
 SCRIPT = Path(__file__).with_name("ddp_classification_run.py")
 
 
 def _run(tmp_path, model_dir, devices):
-    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[2])}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), model_dir, str(devices)],
-        check=True,
-        env=env,
-        timeout=600,
-        capture_output=True,
-    )
+    launch_script(SCRIPT, tmp_path, model_dir, devices)
     return torch.load(tmp_path / f"result_{devices}.pt", weights_only=True)
 
 

@@ -1,13 +1,13 @@
 """DDP: all clients and ranks draw the same directions from the round seed, so a 2-process CPU
 (gloo) pAirZero run ends with the same parameters, epsilon and bits as the 1-process run."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.helpers import launch_script
 
 SCRIPT = Path(__file__).with_name("ddp_zo_run.py")
 
@@ -18,11 +18,7 @@ def test_two_ranks_match_one_rank(tmp_path, tiny_llama_dir):
     from ddp_zo_run import run
 
     one = run(tmp_path / "one", tiny_llama_dir, 1)
-    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[2])}
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "two"), tiny_llama_dir, "2"],
-        check=True, env=env, timeout=600, capture_output=True,
-    )  # fmt: skip
+    launch_script(SCRIPT, tmp_path / "two", tiny_llama_dir, 2)
     two = torch.load(tmp_path / "two" / "result.pt", weights_only=True)
     for name, value in one["global_adapter"].items():
         torch.testing.assert_close(two["global_adapter"][name], value, rtol=1e-5, atol=1e-7)
