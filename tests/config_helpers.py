@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningDataModule, LightningModule
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -37,3 +37,25 @@ def config_callbacks(name: str) -> list[Callback]:
     parser.add_argument("--callbacks", type=list[Callback])
     parsed = parser.parse_object({"callbacks": composed(name)["trainer"]["callbacks"]})
     return parser.instantiate_classes(parsed).callbacks
+
+
+def build_cli(name: str, tiny_llama_dir: str, tmp_path, *extra: str):
+    """The CLI of ``configs/<name>``'s header command with a tiny model, built but not run."""
+    from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
+
+    args = [a for path in header_command(name) for a in ("--config", str(path))]
+    args += [
+        f"--model.init_args.model={tiny_llama_dir}",
+        "--model.init_args.gguf_file=null",
+        f"--trainer.default_root_dir={tmp_path}",
+        *extra,
+    ]
+    return AirLoRACLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        run=False,
+        args=args,
+    )

@@ -5,30 +5,11 @@ from __future__ import annotations
 import pytest
 from lightning.pytorch import LightningDataModule, LightningModule
 
-from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
 from tests.config_helpers import CONFIGS, REPO, composed, header_command
+from tests.config_helpers import build_cli as _build
 
 #: System files that change how clients train (optimizer, local steps), not only callbacks.
-TRAINING_VARIANTS = ("fedsgd.yaml",)
-
-
-def _build(name: str, tiny_llama_dir: str, tmp_path, *extra: str) -> AirLoRACLI:
-    args = [a for path in header_command(name) for a in ("--config", str(path))]
-    args += [
-        f"--model.init_args.model={tiny_llama_dir}",
-        "--model.init_args.gguf_file=null",
-        f"--trainer.default_root_dir={tmp_path}",
-        *extra,
-    ]
-    return AirLoRACLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        trainer_defaults=TRAINER_DEFAULTS,
-        run=False,
-        args=args,
-    )
+TRAINING_VARIANTS = ("fedsgd.yaml", "pairzero_fo_sgd.yaml")
 
 
 #: Split-learning systems need a block per tier: the 4-block tiny model and cuts that fit it.
