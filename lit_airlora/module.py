@@ -499,8 +499,8 @@ def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder 
             "`optimizer` and `zeroth_order` are both set; zeroth-order training uses no "
             "optimizer: remove `optimizer`."
         )
-    lora = [p for f in module.lora_layers.values() for p in (f.lora_A, f.lora_B)]
-    zeroth_order.bind(module.model, lora)
+    trained = [p for f in module.lora_layers.values() for p in (f.lora_A, f.lora_B)]
+    zeroth_order.bind(module.model, trained + list(module.head_parameters.values()))
     return zeroth_order
 
 

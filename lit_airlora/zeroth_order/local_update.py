@@ -35,15 +35,17 @@ class ZerothOrder:
     16 bits per scalar. The server's estimate ``g_s`` (the mean over clients, or what a channel
     callback delivers) is broadcast noise-free and every process applies
     ``theta <- theta - lr / S * sum_s g_s z_s`` from the seeds. Clients count equally (upload
-    weight 1), as in the paper's ``y / (K c_t)``. Directions cover the LoRA factors (``"lora"``)
-    or every parameter of the model (``"full"``, the paper's setting).
+    weight 1), as in the paper's ``y / (K c_t)``. Directions cover the LoRA factors and the
+    trained head of a classification task (``"lora"``) or every parameter the forward pass uses
+    (``"full"``, the paper's setting).
 
     Args:
         perturbation_scale: ``mu`` (> 0).
         num_perturbations: Directions ``S`` per round (scalars per client per round, >= 1).
         clip: ``gamma``: each scalar is clipped to ``[-gamma, gamma]`` (> 0).
         learning_rate: Step size of the update (> 0).
-        parameters: ``"lora"`` (the LoRA factors) or ``"full"`` (all parameters).
+        parameters: ``"lora"`` (the LoRA factors and a trained head) or ``"full"`` (all
+            parameters).
     """
 
     def __init__(
@@ -70,10 +72,17 @@ class ZerothOrder:
         self.params: list[Tensor] = []
         self.start_round(0)
 
-    def bind(self, model: torch.nn.Module, lora_params: list[Tensor]) -> None:
-        """Choose the perturbed parameters of ``model`` (the order fixes the seeds)."""
+    def bind(self, model: torch.nn.Module, adapter_params: list[Tensor]) -> None:
+        """Choose the perturbed parameters of ``model`` (the order fixes the seeds).
+
+        Args:
+            model: The model the forward passes run.
+            adapter_params: What ``"lora"`` perturbs: the LoRA factors and any trained head
+                (peft's ``modules_to_save`` copy of a classification head).
+        """
         self.model = model
-        self.params = list(model.parameters()) if self.parameters == "full" else list(lora_params)
+        full = self.parameters == "full"
+        self.params = _forward_parameters(model) if full else list(adapter_params)
 
     def start_round(self, round_seed: int) -> None:
         self.seeds = [direction_seed(round_seed, s) for s in range(self.num_perturbations)]
@@ -156,6 +165,12 @@ class ZerothOrder:
         )
         self._sums.zero_()
         self._count = 0
+
+
+def _forward_parameters(model: torch.nn.Module) -> list[Tensor]:
+    """Every parameter a forward pass uses: peft keeps the original of a ``modules_to_save``
+    head beside the trained copy, and the original never runs, so it is left out."""
+    return [p for name, p in model.named_parameters() if ".original_module." not in name]
 
 
 def _check_positive(name: str, value: object) -> None:

@@ -125,3 +125,27 @@ def test_zeroth_order_needs_fedit(tiny_llama_dir):
 
     with pytest.raises(ValueError, match=r"`aggregator` \(FFALoRA\) cannot combine"):
         tiny_module(tiny_llama_dir, aggregator=FFALoRA(), zeroth_order=ZerothOrder())
+
+
+def test_classification_head_is_perturbed_and_updated(tmp_path, tiny_llama_dir, tokenizer):
+    # The head is trained beside LoRA (peft's modules_to_save copy); its frozen original never
+    # runs, so "full" must leave it out or the perturbation finds an unused parameter.
+    from lit_airlora.tasks import SequenceClassification
+    from tests.helpers import tiny_module
+    from tests.tasks.classification_helpers import classification_fit
+
+    lora = ZerothOrder(parameters="lora")
+    module = tiny_module(tiny_llama_dir, task=SequenceClassification(3), zeroth_order=lora)
+    head = module.head_parameters["score.weight"]
+    assert sum(p is head for p in lora.params) == 1
+    assert len(lora.params) == 2 * len(module.lora_layers) + 1
+    zo = ZerothOrder(1e-3, 2, 100.0, 1e-2, "full")
+    _, module = classification_fit(
+        tmp_path, tiny_llama_dir, tokenizer, max_epochs=1, data_kwargs={"local_steps": 1},
+        module_kwargs={"zeroth_order": zo, "learning_rate": 1e-3},
+    )  # fmt: skip
+    named = dict(module.model.named_parameters())
+    (frozen,) = [p for n, p in named.items() if ".score.original_module." in n]
+    head = module.head_parameters["score.weight"]
+    assert len(zo.params) == len(named) - 1 and all(p is not frozen for p in zo.params)
+    assert not torch.equal(head, frozen)  # the seeded update moved the trained copy
