@@ -312,11 +312,14 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     # -- internals -----------------------------------------------------------------------------
     def _loss(self, batch: dict) -> torch.Tensor:
-        loss = self.task.loss(self.model, batch)
+        return self._regularised(self.task.loss(self.model, batch))
+
+    def _regularised(self, task_loss: torch.Tensor) -> torch.Tensor:
+        """The task loss plus the SVD-form orthogonality penalty (when enabled)."""
         if self.lora_settings.svd_form and self.lora_settings.orth_reg_weight > 0:
             penalty = orthogonality_penalty(self.lora_layers, self.rank_masks.ranks)
-            loss = loss + self.lora_settings.orth_reg_weight * penalty
-        return loss
+            return task_loss + self.lora_settings.orth_reg_weight * penalty
+        return task_loss
 
     def _local_step(self, batch: dict, client: int) -> tuple[torch.Tensor, bool]:
         """Forward, backward and optimizer step of ``client``'s batch; whether it stepped."""
@@ -328,7 +331,10 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.clients.switch_to(client, self.round_plan.client_weights[client])
         optimizer = self.optimizers()
         with self._no_grad_sync():
-            loss = self._loss(batch)
+            # round/train_loss (and the rank policies' reward) is the task loss; the
+            # orthogonality penalty only shapes the gradient.
+            task_loss = self.task.loss(self.model, batch)
+            loss = self._regularised(task_loss)
             finite = bool(torch.isfinite(loss))
             if finite:
                 self.manual_backward(loss)
@@ -336,7 +342,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         stepped = finite and self._gradients_finite()
         if stepped:
             optimizer.step()  # clipped in on_before_optimizer_step
-            self.clients.observe_loss(float(loss.detach()))
+            self.clients.observe_loss(float(task_loss.detach()))
         else:
             self.clients.skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)

@@ -17,12 +17,16 @@ class CommLedger:
         self.total_bits = 0.0
         self.rounds = 0
 
-    def record(self, uploads: Sequence[Upload]) -> dict[str, float]:
-        """Metrics of one round from the uploads as sent (``payload_bits`` after encoding)."""
+    def record(self, uploads: Sequence[Upload], reduce=reduce_sum) -> dict[str, float]:
+        """Metrics of one round from the uploads as sent (``payload_bits`` after encoding).
+
+        ``reduce`` sums over DDP ranks; a remote link, whose one upload every rank holds,
+        passes ``identity_reduce``.
+        """
         local = torch.tensor(
             [sum(u.payload_bits() for u in uploads), float(len(uploads))], dtype=torch.float64
         )
-        bits, clients = reduce_sum({"x": local})["x"].tolist()
+        bits, clients = reduce({"x": local})["x"].tolist()
         self.total_bits += bits
         self.rounds += 1
         return {

@@ -2,11 +2,13 @@
 
 There, once per training epoch, the adapter itself is "uploaded" through the same stages as a
 federated upload (one client, weight 1): AirLLM-style remote fine-tuning, where the adapter
-trained in the cloud crosses a wireless link to the device. The received adapter either
-replaces the trained one (``"replace"``) or is kept beside it and swapped in for validation
-(``"shadow"``). Entries the upload did not carry (components dropped by SOFT or top-k, ranks
-masked off, values a digital link lost) keep their trained values: the device still holds
-them. A round in which nothing usable arrives (every client truncated in a deep fade, a
+trained in the cloud crosses a wireless link to the device. A trainable head (peft's
+``modules_to_save``, e.g. a classification head) crosses with it, sent whole, and every round's
+bits are counted in a :class:`~lit_airlora.federated.ledger.CommLedger` (``comm/*``). The
+received adapter either replaces the trained one (``"replace"``) or is kept beside it and
+swapped in for validation (``"shadow"``). Entries the upload did not carry (components dropped
+by SOFT or top-k, ranks masked off, values a digital link lost) keep their trained values: the
+device still holds them. A round in which nothing usable arrives (every client truncated in a deep fade, a
 non-finite or an all-zero receive) keeps the trained adapter. The state lives in the callback
 that drives the rounds (:class:`RemoteState`), never on the user's module.
 """
@@ -22,11 +24,17 @@ import torch
 from torch import Tensor
 
 from lit_airlora.federated.aggregators import FedIT, identity_reduce
+from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.round import run_stages
 from lit_airlora.federated.stages import StageDriver, dispatch
 from lit_airlora.federated.upload import RoundContext, Upload
-from lit_airlora.lora.layers import adapter_tensors, find_lora_layers, load_adapter_tensors
+from lit_airlora.lora.layers import (
+    adapter_tensors,
+    find_head_parameters,
+    find_lora_layers,
+    load_adapter_tensors,
+)
 from lit_airlora.seeding import round_seed
 
 REMOTE_MODES = ("replace", "shadow")
@@ -48,19 +56,27 @@ class RemoteState:
         epoch: Last epoch whose round ran (-1: none yet).
         received: The adapter received in that round (name -> tensor), empty if none.
         trained: The trained adapter while the received one is swapped in for validation.
+        ledger: Bits sent so far (adapter and head, as encoded).
     """
 
     epoch: int = -1
     received: dict[str, Tensor] = field(default_factory=dict)
     trained: dict[str, Tensor] = field(default_factory=dict)
+    ledger: CommLedger = field(default_factory=CommLedger)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "received": {n: t.cpu() for n, t in self.received.items()}}
+        return {
+            "epoch": self.epoch,
+            "received": {n: t.cpu() for n, t in self.received.items()},
+            "ledger": self.ledger.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.received = dict(state["received"])
         self.trained = {}
+        if "ledger" in state:  # checkpoints written before the head crossed the link
+            self.ledger.load_state_dict(state["ledger"])
 
 
 def check_remote_mode(remote_mode: str) -> None:
@@ -103,8 +119,8 @@ def remote_round(
     if state.epoch == trainer.current_epoch:
         return None
     state.epoch = trainer.current_epoch
-    layers = find_lora_layers(pl_module)
-    adapter = adapter_tensors(layers)
+    layers, heads = find_lora_layers(pl_module), find_head_parameters(pl_module)
+    adapter = adapter_tensors(layers, heads)
     zeros = {n: torch.zeros_like(t) for n, t in adapter.items()}
     upload = Upload(0, adapter, module_ranks(trainer.callbacks, layers), weight=1.0)
     ctx = RoundContext(
@@ -117,8 +133,9 @@ def remote_round(
         plan=remote_plan(seed, trainer.current_epoch),
     )
     ctx = run_stages(trainer, pl_module, ctx)
-    kept = receive(state, layers, adapter, ctx, remote_mode)
+    kept = receive(state, (layers, heads), adapter, ctx, remote_mode)
     metrics = {f"remote/{k}": float(v) for k, v in ctx.metrics.items()}
+    metrics.update(state.ledger.record(ctx.uploads, identity_reduce))
     metrics["remote/kept_trained"] = float(kept)
     # Per epoch, so that any ``log_every_n_steps`` keeps them.
     pl_module.log_dict(metrics, on_step=False, on_epoch=True)
@@ -126,10 +143,11 @@ def remote_round(
     return ctx
 
 
-def receive(state: RemoteState, layers, trained, ctx: RoundContext, remote_mode: str) -> bool:
+def receive(state: RemoteState, live, trained, ctx: RoundContext, remote_mode: str) -> bool:
     """Store (and in replace mode load) what arrived; returns whether the trained adapter stays.
 
-    Entries outside the upload's sent masks keep their trained values.
+    ``live`` is ``(lora layers, head parameters)``. Entries outside the upload's sent masks
+    keep their trained values.
     """
     received = ctx.aggregate
     if not has_signal(received):
@@ -142,7 +160,7 @@ def receive(state: RemoteState, layers, trained, ctx: RoundContext, remote_mode:
         new = received.get(name, value).to(value.dtype)
         merged[name] = new if sent is None else torch.where(sent, new, value)
     if remote_mode == "replace":
-        load_adapter_tensors(layers, merged)
+        load_adapter_tensors(live[0], merged, live[1])
     state.received = {n: t.detach().clone() for n, t in merged.items()}
     return False
 
@@ -159,14 +177,15 @@ def swap_in_received(pl_module, state: RemoteState) -> None:
     """Shadow mode: validate the received adapter (call at validation start)."""
     if not state.received:
         return
-    layers = find_lora_layers(pl_module)
-    state.trained = adapter_tensors(layers)
-    load_adapter_tensors(layers, state.received)
+    layers, heads = find_lora_layers(pl_module), find_head_parameters(pl_module)
+    state.trained = adapter_tensors(layers, heads)
+    load_adapter_tensors(layers, state.received, heads)
 
 
 def swap_out_received(pl_module, state: RemoteState) -> None:
     """Shadow mode: restore the trained adapter (call at validation end)."""
     if not state.trained:
         return
-    load_adapter_tensors(find_lora_layers(pl_module), state.trained)
+    heads = find_head_parameters(pl_module)
+    load_adapter_tensors(find_lora_layers(pl_module), state.trained, heads)
     state.trained = {}

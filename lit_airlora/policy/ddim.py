@@ -1,8 +1,11 @@
 """AirLLM's conditional DDIM refiner: coarse action -> a vector in ``[-1, 1]^L`` (one per adapter).
 
-The noise schedule and the deterministic DDIM update (eta = 0) come from diffusers'
-``DDIMScheduler``; the denoiser, classifier-free guidance (a pipeline step diffusers does not
-expose for custom models) and the reward-weighted loss are ours.
+The noise schedule, its inference timesteps and the deterministic DDIM update (eta = 0) come
+from diffusers' ``DDIMScheduler``; the denoiser, classifier-free guidance (a pipeline step
+diffusers does not expose for custom models) and the reward-weighted loss are ours. Sampling
+reads the scheduler's per-step coefficients once (:func:`ddim_coefficients`) and runs the 50
+steps as tensor arithmetic, the conditional and unconditional passes as one batch: the same
+update as ``DDIMScheduler.step`` (tested equal) without its per-call Python work.
 """
 
 from __future__ import annotations
@@ -51,8 +54,15 @@ class ConditionalDenoiser(nn.Module):
 
     def forward(self, x: Tensor, timestep: Tensor, cond: Tensor) -> Tensor:
         """``x: [B, L]``, ``timestep: [B]`` int, ``cond: [B, C]`` -> noise ``[B, L]``."""
-        h = self.input_proj(torch.cat([x, cond], dim=-1))
-        h = h + self.time_proj(sinusoidal_embedding(timestep, self.time_dim))  # (B, H)
+        return self.denoise(x, self.embed_time(timestep), cond)
+
+    def embed_time(self, timestep: Tensor) -> Tensor:
+        """``[B]`` int timesteps -> ``[B, hidden]`` (computed once per sampling run)."""
+        return self.time_proj(sinusoidal_embedding(timestep, self.time_dim))
+
+    def denoise(self, x: Tensor, time_embedding: Tensor, cond: Tensor) -> Tensor:
+        """:meth:`forward` from an embedded timestep (``[B, hidden]`` or ``[hidden]``)."""
+        h = self.input_proj(torch.cat([x, cond], dim=-1)) + time_embedding  # (B, H)
         for block in self.blocks:
             h = h + block(h)
         return self.output(h)
@@ -74,6 +84,34 @@ def make_scheduler(num_train_timesteps: int, beta_start: float, beta_end: float)
         prediction_type="epsilon",
         timestep_spacing="trailing",
     )
+
+
+def ddim_coefficients(scheduler, num_inference_steps: int) -> tuple[Tensor, Tensor]:
+    """The timesteps ``[S]`` and ``[S, 4]`` float32 coefficients ``(sqrt a_t, sqrt(1 - a_t),
+    sqrt a_prev, sqrt(1 - a_prev))`` of ``scheduler``'s deterministic steps (eta 0).
+
+    ``a_prev`` follows ``DDIMScheduler.step``: ``t - T // S``, or ``final_alpha_cumprod``
+    below 0. The powers are taken on float32 tensors, as the scheduler does, so the update
+    matches its ``step`` to the last bit.
+    """
+    scheduler.set_timesteps(num_inference_steps)
+    stride = scheduler.config.num_train_timesteps // num_inference_steps
+    rows = []
+    for t in scheduler.timesteps.tolist():
+        a_t = scheduler.alphas_cumprod[t]
+        a_prev = (
+            scheduler.alphas_cumprod[t - stride] if t >= stride else scheduler.final_alpha_cumprod
+        )
+        rows.append(torch.stack([a_t**0.5, (1 - a_t) ** 0.5, a_prev**0.5, (1 - a_prev) ** 0.5]))
+    return scheduler.timesteps.clone(), torch.stack(rows).float()
+
+
+def ddim_step(x: Tensor, eps: Tensor, coefficients: Tensor, clip: float = 1.0) -> Tensor:
+    """One deterministic DDIM step (``DDIMScheduler.step``, epsilon prediction, ``x_0`` clipped
+    to ``[-clip, clip]``, eta 0): ``x: [B, L]``, ``eps: [B, L]``, ``coefficients: [4]``."""
+    sqrt_a, sqrt_one_minus_a, sqrt_a_prev, sqrt_one_minus_a_prev = coefficients
+    x0 = ((x - sqrt_one_minus_a * eps) / sqrt_a).clamp(-clip, clip)
+    return sqrt_a_prev * x0 + sqrt_one_minus_a_prev * eps
 
 
 class DDIMRefiner:
@@ -104,6 +142,9 @@ class DDIMRefiner:
             settings.num_train_timesteps, settings.beta_start, settings.beta_end
         )
         self.alphas_cumprod = self.scheduler.alphas_cumprod.float()  # (T,)
+        self.timesteps, self.coefficients = ddim_coefficients(
+            self.scheduler, settings.num_inference_steps
+        )  # (S,), (S, 4)
 
     def loss(self, x0: Tensor, cond: Tensor, reward: Tensor) -> Tensor:
         """Reward-weighted noise-prediction loss.
@@ -130,19 +171,20 @@ class DDIMRefiner:
         self.optimizer.step()
         return float(loss.detach())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Deterministic DDIM (eta 0) from noise: ``cond: [B, C]`` -> ``[B, L]`` in [-1, 1]."""
         generator = generator or self.generator
-        x = torch.randn((cond.shape[0], self.action_dim), generator=generator)
-        self.scheduler.set_timesteps(self.settings.num_inference_steps)
-        unconditional = torch.zeros_like(cond)
-        for t in self.scheduler.timesteps:
-            step = t.expand(cond.shape[0])
-            eps_c = self.denoiser(x, step, cond)
-            eps_u = self.denoiser(x, step, unconditional)
-            eps = eps_u + self.settings.guidance_scale * (eps_c - eps_u)
-            x = self.scheduler.step(eps, int(t), x, eta=0.0).prev_sample
+        batch = cond.shape[0]
+        x = torch.randn((batch, self.action_dim), generator=generator)
+        both = torch.cat([cond, torch.zeros_like(cond)])  # (2B, C): conditional, unconditional
+        time_embedding = self.denoiser.embed_time(self.timesteps)  # (S, H)
+        scale = self.settings.guidance_scale
+        for step, coefficients in enumerate(self.coefficients):
+            eps_c, eps_u = self.denoiser.denoise(x.repeat(2, 1), time_embedding[step], both).split(
+                batch
+            )
+            x = ddim_step(x, eps_u + scale * (eps_c - eps_u), coefficients)
         return x.clamp(-1.0, 1.0)
 
     def state_dict(self) -> dict[str, Any]:

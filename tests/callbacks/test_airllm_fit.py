@@ -118,3 +118,30 @@ def test_resume_with_the_agent_matches_an_uninterrupted_run(tmp_path, tiny_llama
     for name, value in full_state["refiner"]["denoiser"].items():
         assert torch.equal(resumed_state["refiner"]["denoiser"][name], value), name
     assert resumed.ledger.total_bits == full.ledger.total_bits
+
+
+def test_remote_classification_sends_the_head_with_the_priced_adapter(
+    tmp_path, tiny_llama_dir, tokenizer
+):
+    """AirLLM's remote setting on the classification task (one client every round): the head
+    is trained and crosses with the adapter, and the ledger counts what the policy priced
+    plus the head, sent whole as float32 (``32 * head values``)."""
+    from lit_airlora.channel.large_scale import FixedSNR
+    from lit_airlora.datamodules import IID
+    from lit_airlora.policy.fixed import FixedRank
+    from tests.tasks.classification_helpers import classification_fit
+
+    recorder = RoundRecorder()
+    callback = RankPolicyCallback(
+        FixedRank(2), large_scale=FixedSNR(15.0), heatmap_every_n_rounds=0
+    )
+    data = {"partitioner": IID(num_clients=1), "clients_per_round": 1, "local_steps": 1}
+    trainer, module = classification_fit(
+        tmp_path, tiny_llama_dir, tokenizer, 2, callbacks=[callback, recorder], data_kwargs=data
+    )
+    head_values = sum(p.numel() for p in module.head_parameters.values())
+    assert head_values > 0 and all(n in module.global_adapter for n in module.head_parameters)
+    priced = float(trainer.logged_metrics["policy/payload_bits"])
+    assert [r["bits"] for r in recorder.rounds] == [priced + 32 * head_values] * 2
+    first, last = recorder.rounds[0]["global"], recorder.rounds[-1]["global"]
+    assert all(not torch.equal(first[n], last[n]) for n in module.head_parameters)

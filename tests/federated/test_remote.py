@@ -1,11 +1,13 @@
 """Remote-link mode: stage callbacks in a plain LightningModule holding a peft LoRA model."""
 
+import lightning as L
 import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 
 from lit_airlora.callbacks.remote_link import RemoteLinkMixin
-from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
-from tests.helpers import fit_plain
+from lit_airlora.lora.layers import adapter_tensors, find_head_parameters, find_lora_layers
+from tests.helpers import PlainLoRAModule, fit_plain
 
 
 class AddOne(RemoteLinkMixin):
@@ -147,3 +149,57 @@ def test_stage_hooks_nothing_drives_are_warned_about(tmp_path):
 def test_remote_links_with_different_modes_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"`remote_mode` differs .*AddOne: 'replace'"):
         fit_plain(tmp_path, [AddOne("replace"), Recorder("shadow")], max_epochs=1)
+
+
+class HeadLoRAModule(PlainLoRAModule):
+    """The plain module with a trainable head beside the adapter (peft ``modules_to_save``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        config = LoraConfig(r=4, target_modules=["0"], modules_to_save=["2"])
+        self.net = get_peft_model(base, config)
+
+
+class HeadRecorder(RemoteLinkMixin):
+    """The server receives half of every value; keeps the uploads and the ledger's bits."""
+
+    stage, aggregates = "transmit", True
+
+    def __init__(self):
+        self.remote_mode, self.sent, self.bits = "replace", [], []
+
+    def on_upload_transmit(self, trainer, pl_module, ctx):
+        self.sent.append({n: t.clone() for n, t in ctx.uploads[0].tensors.items()})
+        ctx.aggregate = {n: 0.5 * t for n, t in ctx.uploads[0].tensors.items()}
+
+    def on_round_end(self, trainer, pl_module, ctx):
+        self.bits.append(self.remote_state.ledger.total_bits)
+
+
+def test_the_head_crosses_the_link_with_the_adapter_and_is_counted(tmp_path):
+    """A ``modules_to_save`` head is uploaded whole, replaced by what arrived, and its bits are
+    in the ledger: 32 x (A 4x8 + B 16x4 + head 16 + bias 1) = 3616 bits per round."""
+    recorder = HeadRecorder()
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[recorder],
+        default_root_dir=tmp_path,
+    )
+    module = HeadLoRAModule()
+    trainer.fit(module)
+    heads = find_head_parameters(module)
+    assert sorted(heads) == ["2.bias", "2.weight"]
+    for name, value in heads.items():  # the received head (sent / 2) replaced the trained one
+        torch.testing.assert_close(value.detach(), 0.5 * recorder.sent[-1][name])
+    assert recorder.bits == [3616.0, 7232.0]
+    assert trainer.callback_metrics["comm/uplink_bits"] == 3616.0
+    state = recorder.state_dict()["remote"]
+    assert state["ledger"]["total_bits"] == 7232.0 and "2.weight" in state["received"]

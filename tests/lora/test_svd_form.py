@@ -78,3 +78,21 @@ def test_federated_rounds_send_e_with_p_and_q(tmp_path, tiny_llama_dir, tokenize
     assert trainer.logged_metrics["comm/uplink_bits_per_client"] == per_client
     e = module.global_adapter["model.layers.0.self_attn.q_proj.lora_E"]
     assert e.abs().sum() > 0  # e started at zero and was trained and averaged
+
+
+def test_round_train_loss_is_the_task_loss_without_the_penalty(tmp_path, tiny_llama_dir, tokenizer):
+    """The penalty shapes the gradient, not ``round/train_loss`` (the rank policies' reward):
+    the first round's first-step losses agree whatever the penalty weight."""
+    losses = []
+    for weight in (0.0, 100.0):
+        lora = LoRASettings(max_rank=4, svd_form=True, orth_reg_weight=weight)
+        trainer, _ = tiny_fit(
+            tmp_path / str(weight),
+            tiny_llama_dir,
+            tokenizer,
+            max_epochs=1,
+            module_kwargs={"lora": lora},
+            data_kwargs={"local_steps": 1, "clients_per_round": 1},
+        )
+        losses.append(float(trainer.logged_metrics["round/train_loss"]))
+    assert losses[0] == losses[1] and 0 < losses[0] < 20

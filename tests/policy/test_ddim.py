@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lit_airlora.policy.agent_settings import DDIMSettings
-from lit_airlora.policy.ddim import DDIMRefiner, ReplayBuffer
+from lit_airlora.policy.ddim import (
+    DDIMRefiner,
+    ReplayBuffer,
+    ddim_coefficients,
+    ddim_step,
+    make_scheduler,
+)
 from lit_airlora.policy.episodic import single_thread
 
 
@@ -28,6 +34,38 @@ def test_eta_zero_sampling_is_reproducible_and_bounded():
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
     assert first.shape == (4, 5) and float(first.abs().max()) <= 1.0
+
+
+def test_sampling_steps_equal_diffusers_ddim_step():
+    """The precomputed deterministic update is ``DDIMScheduler.step`` (eta 0, x_0 clipped) at
+    every one of the paper's 50 steps, to float32 round-off (atol 1e-6)."""
+    scheduler = make_scheduler(1000, 1e-4, 2e-2)
+    timesteps, coefficients = ddim_coefficients(make_scheduler(1000, 1e-4, 2e-2), 50)
+    scheduler.set_timesteps(50)
+    assert torch.equal(timesteps, scheduler.timesteps) and timesteps[-1] == 19
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, generator=generator)
+    for step, t in enumerate(timesteps.tolist()):
+        eps = 2.0 * torch.randn(3, 7, generator=generator)  # large enough to hit the x_0 clip
+        expected = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        x_next = ddim_step(x, eps, coefficients[step])
+        torch.testing.assert_close(x_next, expected, rtol=0, atol=1e-6)
+        x = expected
+    assert torch.equal(coefficients[-1, 2:], torch.tensor([1.0, 0.0]))  # a_prev = 1 at the end
+
+
+def test_batched_guidance_matches_two_passes():
+    """One batched pass of (conditional, unconditional) gives the guided noise of two passes."""
+    refiner = _refiner(action_dim=5, cond_dim=3)
+    denoiser = refiner.denoiser
+    x, cond = torch.randn(2, 5), torch.randn(2, 3)
+    step = torch.full((2,), 40)
+    with torch.no_grad():
+        eps_c, eps_u = denoiser(x, step, cond), denoiser(x, step, torch.zeros_like(cond))
+        both = denoiser.denoise(
+            x.repeat(2, 1), denoiser.embed_time(step[:1]), torch.cat([cond, 0 * cond])
+        )
+    torch.testing.assert_close(both, torch.cat([eps_c, eps_u]), rtol=1e-5, atol=1e-6)
 
 
 def test_trained_refiner_concentrates_on_the_high_reward_mode():
