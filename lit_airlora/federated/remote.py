@@ -8,9 +8,9 @@ bits are counted in a :class:`~lit_airlora.federated.ledger.CommLedger` (``comm/
 received adapter either replaces the trained one (``"replace"``) or is kept beside it and
 swapped in for validation (``"shadow"``). Entries the upload did not carry (components dropped
 by SOFT or top-k, ranks masked off, values a digital link lost) keep their trained values: the
-device still holds them. A round in which nothing usable arrives (every client truncated in a deep fade, a
-non-finite or an all-zero receive) keeps the trained adapter. The state lives in the callback
-that drives the rounds (:class:`RemoteState`), never on the user's module.
+device still holds them. A round in which nothing usable arrives (every client truncated in a
+deep fade, a non-finite or an all-zero receive) keeps the trained adapter. The state lives in
+the callback that drives the rounds (:class:`RemoteState`), never on the user's module.
 """
 
 from __future__ import annotations
