@@ -133,15 +133,15 @@ def test_non_finite_losses_never_reach_the_adapter(
 ):
     from lit_airlora.module import FederatedLoRAModule
 
-    original = FederatedLoRAModule._loss
+    original = FederatedLoRAModule._regularised  # the loss every local step backpropagates
     calls = {"n": 0}
 
-    def sometimes_nan(self, batch):
+    def sometimes_nan(self, task_loss):
         calls["n"] += 1
-        loss = original(self, batch)
+        loss = original(self, task_loss)
         return loss * float("nan") if calls["n"] % 2 else loss
 
-    monkeypatch.setattr(FederatedLoRAModule, "_loss", sometimes_nan)
+    monkeypatch.setattr(FederatedLoRAModule, "_regularised", sometimes_nan)
     trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=1)
     assert trainer.logged_metrics["round/skipped_steps"] == 3  # 3 clients x 2 steps, every other
     assert all(torch.isfinite(t).all() for t in module.global_adapter.values())
