@@ -200,7 +200,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             self.task.check_data(datamodule)
         if stage == "fit":
             check_trainer(self.trainer)
-            self._federated_datamodule()
+            # Round 0's plan (before Lightning sizes the epoch), for callbacks' checks at fit
+            # start; every round publishes its own at its start.
+            self.round_plan = self._plan_round()
 
     @override
     def on_before_optimizer_step(self, optimizer) -> None:

@@ -72,8 +72,8 @@ class TSFA(StageCallback):
         rho_grid: Candidate sparsity ratios, each in ``[0, 1)`` (default ``0, 0.1, ..., 0.9``).
         structural_rank: Fixed ``r*``; ``None`` minimises the bound of ``rank_bound``.
         rank_bound: Constants of the rank bound (default :class:`RankBound` defaults).
-        num_clients: Clients of every round when the datamodule has no ``schedule`` (with a
-            :class:`~lit_airlora.datamodules.schedule.RoundSchedule`, its clients are used).
+        num_clients: Clients of every round when the module publishes no round plan (with
+            ``FederatedLoRAModule``, the plan's clients are used).
         schedule_clients: Drop the clients that keep the sparsest round over ``T_bar``.
         min_clients: Clients always kept by scheduling.
         seed: Seed of the channel draws.
@@ -152,16 +152,12 @@ class TSFA(StageCallback):
         max_rank = next(iter(layers.values())).max_rank
         self.rank = self._offline_rank(max_rank)
         pl_module.set_ranks(dict.fromkeys(layers, self.rank), truncate="importance")
-        self._check_budget(trainer)
+        self._check_budget(pl_module)
 
     # -- stage protocol ------------------------------------------------------------------------
     @override
     def on_round_start(self, trainer, pl_module, round_idx: int) -> None:
-        plan = pl_module.round_plan if isinstance(pl_module, StageDriver) else None
-        if plan is not None and plan.round_idx == round_idx:
-            clients = list(plan.clients)
-        else:
-            clients = self._round_clients(trainer, round_idx)
+        clients = self._round_clients(pl_module, round_idx)
         # At round start the LoRA layers hold the global adapter.
         layers = getattr(pl_module, "lora_layers", None) or find_lora_layers(pl_module)
         adapter = adapter_tensors(layers)
@@ -241,8 +237,8 @@ class TSFA(StageCallback):
             )
         return self.structural_rank
 
-    def _check_budget(self, trainer) -> None:
-        clients = self._round_clients(trainer, 0)
+    def _check_budget(self, pl_module) -> None:
+        clients = self._round_clients(pl_module, 0)
         if self.min_clients > len(clients):
             raise ValueError(
                 f"`min_clients` ({self.min_clients}) exceeds the clients per round "
@@ -257,16 +253,16 @@ class TSFA(StageCallback):
                 "or raise `bandwidth_hz` or the largest `rho_grid` value."
             )
 
-    def _round_clients(self, trainer, round_idx: int) -> list[int]:
-        # Before the first round plan exists (the budget check at fit start, which must fail
-        # before the run starts), round 0's clients come from the datamodule's schedule.
-        schedule = getattr(getattr(trainer, "datamodule", None), "schedule", None)
-        if schedule is not None and callable(getattr(schedule, "clients", None)):
-            return list(schedule.clients(round_idx))
+    def _round_clients(self, pl_module, round_idx: int) -> list[int]:
+        # Our module publishes round 0's plan at setup, so the budget check at fit start (which
+        # must fail before the run starts) reads the plan too.
+        plan = pl_module.round_plan if isinstance(pl_module, StageDriver) else None
+        if plan is not None and plan.round_idx == round_idx:
+            return list(plan.clients)
         if self.num_clients is None:
             raise ValueError(
-                "TSFA needs `num_clients` when the datamodule has no `schedule` with "
-                "`clients(round_idx)`."
+                "TSFA needs `num_clients` in a module that publishes no round plan (only "
+                "FederatedLoRAModule does): set it to the clients of a round."
             )
         return list(range(self.num_clients))
 

@@ -54,8 +54,9 @@ class StageDriver:
     """A LightningModule that dispatches the stage hooks itself each round.
 
     Attributes:
-        round_plan: The current round's plan, published before ``on_round_start`` (None
-            before the first round); callbacks read it instead of the module's internals.
+        round_plan: The current round's plan, published before ``on_round_start``, and round
+            0's at ``setup("fit")`` (for checks at fit start: its step counts are before
+            Lightning sizes the epoch); callbacks read it instead of the module's internals.
     """
 
     round_plan: RoundPlan | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,18 +17,6 @@ from lit_airlora.policy.costs import Shapes
 from lit_airlora.policy.observation import Observation
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Run the agent's tiny networks on one intra-op thread (more threads only add contention
-    on a shared CPU: measured 50x slower for the refiner's update with 2 threads under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class EpisodicRankPolicy(RankPolicy):
     """AirLLM's environment loop around a decision rule (Yang et al., arXiv 2507.11515).
 
@@ -39,6 +26,11 @@ class EpisodicRankPolicy(RankPolicy):
     the module skips it (no local step, nothing uploaded). After the round the reward is
     ``-loss - lambda c`` (feasible) or ``-penalty c - lambda c``. Every ``episode_length`` rounds
     the learner updates (at the next decision, whose state bootstraps the last step's value).
+
+    The policy leaves the process's thread count alone. Its networks are tiny and, on a shared
+    CPU, run fastest on one intra-op thread (the refiner's update measured 50x slower with 2
+    threads under load): set ``OMP_NUM_THREADS=1`` or ``torch.set_num_threads(1)`` in your
+    script when the policy's time matters.
 
     Args:
         rank_min: Smallest rank (``r_min``).
@@ -103,12 +95,11 @@ class EpisodicRankPolicy(RankPolicy):
     def act(self, obs: Observation) -> dict[str, int]:
         self.check_max_rank(obs.max_rank)
         start = time.perf_counter()
-        with single_thread():
-            state = self.env.state(obs)
-            if self.steps > 0 and self.steps % self.episode_length == 0 and self.pending_episode:
-                self._learned = self.learn(state)
-                self._learned["update_time_s"] = time.perf_counter() - start
-            ranks = self.choose(state, obs)
+        state = self.env.state(obs)
+        if self.steps > 0 and self.steps % self.episode_length == 0 and self.pending_episode:
+            self._learned = self.learn(state)
+            self._learned["update_time_s"] = time.perf_counter() - start
+        ranks = self.choose(state, obs)
         cost = self.env.cost(ranks, obs)
         self._last = {
             "cost": cost,
@@ -132,8 +123,7 @@ class EpisodicRankPolicy(RankPolicy):
         start = time.perf_counter()
         cost = self.env.cost(ranks, obs)
         reward = self.env.reward(feedback.train_loss, cost)
-        with single_thread():
-            self.record(reward)
+        self.record(reward)
         self.steps += 1
         self.feasible_steps += int(cost <= 1.0)
         self.reward_sum += reward

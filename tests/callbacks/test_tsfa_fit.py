@@ -55,3 +55,23 @@ def test_tsfa_shares_drive_the_digital_uplink_end_to_end(tmp_path, tiny_llama_di
     metrics = {k: float(v) for k, v in trainer.logged_metrics.items()}
     assert metrics["comm/airtime_s"] > 0 and metrics["channel/outage_clients"] == 0
     assert received.shares and received.shares == tsfa.bandwidth_shares
+
+
+def test_tsfa_checks_round_zero_from_the_plan_published_at_setup(
+    tmp_path, tiny_llama_dir, tokenizer
+):
+    """Without `num_clients`, TSFA's fit-start check reads round 0's plan (3 clients), which
+    the module publishes at setup: `min_clients` 4 is refused before any training step."""
+
+    class Spy(TSFA):
+        def on_fit_start(self, trainer, pl_module):
+            self.plan_at_fit_start = pl_module.round_plan
+            super().on_fit_start(trainer, pl_module)
+
+    tsfa = Spy(1.0, structural_rank=3, min_clients=4)
+    with pytest.raises(
+        ValueError, match=r"`min_clients` \(4\) exceeds the clients per round \(3\)"
+    ):
+        tiny_fit(tmp_path, tiny_llama_dir, tokenizer, max_epochs=1, callbacks=[SOFT(), tsfa])
+    plan = tsfa.plan_at_fit_start
+    assert plan.round_idx == 0 and len(plan.clients) == 3 and tsfa.num_rounds == 0

@@ -76,6 +76,26 @@ def test_checkpoint_round_trip_makes_the_same_decisions():
     assert _rollout(restored, 6, start=5) == _rollout(original, 6, start=5)
 
 
+def test_decisions_are_the_same_on_1_and_2_threads_and_leave_the_thread_count_alone(
+    monkeypatch,
+):
+    """Two episodes (PPO and refiner updates included): equal decisions on 1 and 2 intra-op
+    threads, and no ``torch.set_num_threads`` call inside the policy (the caller's setting)."""
+    threads = torch.get_num_threads()
+    decisions = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            with monkeypatch.context() as patch:
+                calls = []
+                patch.setattr(torch, "set_num_threads", calls.append)
+                decisions.append(_rollout(_small_airllm(), 7))
+            assert calls == [] and torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(threads)
+    assert decisions[0] == decisions[1]
+
+
 def test_seed_fixes_the_decisions():
     assert _rollout(_small_airllm(seed=3), 4) == _rollout(_small_airllm(seed=3), 4)
     assert _rollout(_small_airllm(seed=3), 4) != _rollout(_small_airllm(seed=4), 4)

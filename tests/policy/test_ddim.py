@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -13,7 +15,17 @@ from lit_airlora.policy.ddim import (
     ddim_step,
     make_scheduler,
 )
-from lit_airlora.policy.episodic import single_thread
+
+
+@contextlib.contextmanager
+def single_thread():
+    """One intra-op thread for the 600 tiny updates (2 threads on a busy CPU: ~50x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _refiner(action_dim=2, cond_dim=1, seed=0, **overrides) -> DDIMRefiner:
