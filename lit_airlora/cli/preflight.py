@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from lit_airlora.cli.static_types import check_classes
 from lit_airlora.errors import ConfigError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -41,13 +42,17 @@ def preflight(argv: list[str]) -> None:
     for path, value in walk(config):
         check_value(path, value)
     check_relations(config)
+    check_classes(config)
     check_files(config)
     if ckpt_path is not None:
         check_checkpoint_file(ckpt_path)
 
 
 def _wants_help(argv: list[str]) -> bool:
-    return any(a in ("-h", "--help") or a.startswith("--print_config") for a in argv)
+    return any(
+        a in ("-h", "--help") or a.startswith("--print_config") or a.split("=")[0].endswith(".help")
+        for a in argv
+    )
 
 
 def merged_config(args: list[str]) -> tuple[dict, str | None]:
