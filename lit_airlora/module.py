@@ -6,14 +6,16 @@ import contextlib
 import logging
 import math
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from typing_extensions import override
 
+from lit_airlora.errors import ConfigError
 from lit_airlora.federated.aggregators import Aggregator, FedIT
-from lit_airlora.federated.clients import ClientTrainer
+from lit_airlora.federated.clients import ClientTrainer, check_client_ranks
 from lit_airlora.federated.collectives import reduce_sum
 from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.plan import RoundPlan, build_round_plan
@@ -25,7 +27,8 @@ from lit_airlora.federated.round import (
 )
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.federated.trainer_checks import check_trainer
-from lit_airlora.lora.config import LoRASettings, wrap_lora
+from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
+from lit_airlora.lora.config import LoRASettings, lora_settings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
 from lit_airlora.lora.layers import (
     adapter_tensors,
@@ -34,8 +37,9 @@ from lit_airlora.lora.layers import (
     load_adapter_tensors,
 )
 from lit_airlora.lora.masks import RankMasks
+from lit_airlora.lora.state import check_state_keys
 from lit_airlora.lora.svd_form import orthogonality_penalty
-from lit_airlora.models import load_tokenizer
+from lit_airlora.models import load_tokenizer, resolve_model_path
 from lit_airlora.seeding import resolve_seed
 from lit_airlora.tasks import CausalLM, Task
 from lit_airlora.zeroth_order.local_update import ZerothOrder
@@ -85,13 +89,19 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             :class:`~lit_airlora.zeroth_order.local_update.ZerothOrder`). Needs ``FedIT``.
     """
 
+    #: Attributes ``configure_model`` creates; asking for one first builds the model.
+    built_with_the_model: frozenset[str] = frozenset(
+        {"model", "lora_layers", "head_parameters", "rank_masks", "global_adapter", "clients"}
+        | {"_trainable"}
+    )
+
     def __init__(
         self,
         model: str,
         gguf_file: str | None = None,
         cache_dir: str | None = None,
         task: Task | None = None,
-        lora: LoRASettings | None = None,
+        lora: LoRASettings | dict[str, Any] | None = None,
         aggregator: Aggregator | None = None,
         client_ranks: list[int] | None = None,
         learning_rate: float = 1e-3,
@@ -105,29 +115,32 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         zeroth_order: ZerothOrder | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=["aggregator", "lora", "optimizer", "task", "zeroth_order"]
-        )
-        self.optimizer_factory = optimizer
+        # Objects become builtins below (store_hparams): load_from_checkpoint needs nothing else.
+        self.save_hyperparameters()
         self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
-        self.task = task or CausalLM()
-        self.lora_settings = lora or LoRASettings()
-        self.aggregator = aggregator or FedIT()
+        self.optimizer_factory = factory_from_hparam(optimizer, torch.optim.Optimizer, "optimizer")
+        self.task = from_hparam(task, Task, "task") or CausalLM()
+        self.lora_settings = lora_settings(lora)
+        self.aggregator = from_hparam(aggregator, Aggregator, "aggregator") or FedIT()
+        self.zeroth_order = _check_zeroth_order(
+            from_hparam(zeroth_order, ZerothOrder, "zeroth_order"), self
+        )
+        store_hparams(
+            self,
+            task=self.task,
+            lora=self.lora_settings,
+            aggregator=self.aggregator,
+            optimizer=optimizer,
+            zeroth_order=self.zeroth_order,
+        )
+        check_client_ranks(client_ranks, self.lora_settings.max_rank)
+        resolve_model_path(model)  # a missing folder or package fails here, before any loading
+        # What configure_model needs, apart from hparams (subclasses may not expose these).
+        self._source = ModelSource(model, gguf_file, cache_dir)
+        self._client_options = (client_ranks, keep_client_optimizer_state)
+        self._tokenizer = None
         self.automatic_optimization = False
-        self.strict_loading = False  # checkpoints hold the adapter, not the frozen base model
-        self.tokenizer = load_tokenizer(model, gguf_file, cache_dir)
-        base = self.task.load_model(model, gguf_file, cache_dir, self.tokenizer)
-        self.model = wrap_lora(base, self.lora_settings, self.task.peft_task_type)
-        self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
-        self.lora_layers = find_lora_layers(self.model)
-        self.head_parameters = find_head_parameters(self.model)
-        self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
-        self._freeze_untrained()
-        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.global_adapter = self.read_adapter()
-        self.clients = ClientTrainer(self, client_ranks, keep_client_optimizer_state)
-        self.zeroth_order = _bind_zeroth_order(zeroth_order, self)
         self.ledger = CommLedger()
         self.val_metrics = self.task.metrics()
         self.last_metrics: dict[str, float] = {}
@@ -137,6 +150,70 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.round_plan: RoundPlan | None = None
         self.skipping_round = False
         self._scoring_round_zero = False
+
+    # -- building the model (Lightning's configure_model, or on first use) ----------------------
+    @property
+    def tokenizer(self):
+        """The model's tokenizer, loaded on first use (the datamodule asks before the model)."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(*self._source)
+        return self._tokenizer
+
+    @override
+    def configure_model(self) -> None:
+        """Load the base model and wrap it with the max-rank adapter (once).
+
+        Lightning calls this inside its init contexts (device, precision, FSDP sharding), after
+        the ``setup`` hooks; transformers builds the model on the meta device and then loads the
+        weights into it. A module used without a Trainer (or asked for its model earlier, e.g.
+        by a callback's ``setup``) builds on first access to ``model`` or the adapter state.
+        """
+        if "model" in self._modules:
+            return
+        self.__dict__["_building"] = True
+        try:
+            self._build_model()
+        finally:
+            self.__dict__.pop("_building", None)
+
+    def _build_model(self) -> None:
+        base = self.task.load_model(*self._source, self.tokenizer)
+        self.model = wrap_lora(base, self.lora_settings, self.task.peft_task_type)
+        self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
+        self.lora_layers = find_lora_layers(self.model)
+        self.head_parameters = find_head_parameters(self.model)
+        self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
+        self._freeze_untrained()
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.global_adapter = self.read_adapter()
+        self.clients = ClientTrainer(self, *self._client_options)
+        if self.zeroth_order is not None:
+            trained = [p for f in self.lora_layers.values() for p in (f.lora_A, f.lora_B)]
+            self.zeroth_order.bind(self.model, trained + list(self.head_parameters.values()))
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)  # submodules (``model``) live in ``_modules``
+        except AttributeError:
+            if name not in self.built_with_the_model or self.__dict__.get("_building"):
+                raise
+        self.configure_model()
+        return super().__getattr__(name) if name == "model" else self.__dict__[name]
+
+    @override
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load, exempting only the frozen base weights from ``strict`` (they are not saved)."""
+        if strict:
+            check_state_keys(self._saved_keys(), set(state_dict), type(self).__name__)
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def check_checkpoint(self, checkpoint: dict, path: str) -> None:
+        """Refuse (one line) a checkpoint that is not one of this module's."""
+        if "federation" not in checkpoint:
+            raise ConfigError(
+                f"`--ckpt_path` ({path!r}) was not written by {type(self).__name__} (no "
+                "federation state): give a checkpoint of this module."
+            )
 
     # -- rank-mask API -------------------------------------------------------------------------
     @property
@@ -277,11 +354,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"]
-        full = self.zeroth_order is not None and self.zeroth_order.parameters == "full"
-        checkpoint["state_dict"] = {
-            k: v for k, v in state.items() if full or ".lora_" in k or ".modules_to_save." in k
-        }
+        saved = self._saved_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in saved}
         checkpoint["federation"] = {
             "global_adapter": {k: v.cpu() for k, v in self.global_adapter.items()},
             "ranks": self.ranks,
@@ -358,6 +432,15 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         progress.increment_ready()
         progress.increment_completed()
+
+    def _saved_keys(self) -> set[str]:
+        """State-dict keys a checkpoint holds: the adapter, the head and anything trained."""
+        self.configure_model()
+        keys = set(self.state_dict())
+        if self.zeroth_order is not None and self.zeroth_order.parameters == "full":
+            return keys  # full-parameter zeroth-order training moves every weight
+        trained = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k for k in keys if ".lora_" in k or ".modules_to_save." in k or k in trained}
 
     def _gradients_finite(self) -> bool:
         grads = [p.grad for p in self._trainable if p.grad is not None]
@@ -494,7 +577,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         log.warning("Training stopped inside round %d; the round is dropped.", self.current_epoch)
 
 
-def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:
+def _check_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:
     if zeroth_order is None:
         return None
     if type(module.aggregator) is not FedIT:
@@ -507,9 +590,15 @@ def _bind_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder 
             "`optimizer` and `zeroth_order` are both set; zeroth-order training uses no "
             "optimizer: remove `optimizer`."
         )
-    trained = [p for f in module.lora_layers.values() for p in (f.lora_A, f.lora_B)]
-    zeroth_order.bind(module.model, trained + list(module.head_parameters.values()))
     return zeroth_order
+
+
+class ModelSource(NamedTuple):
+    """Where the base model comes from (the module's first three arguments)."""
+
+    model: str
+    gguf_file: str | None
+    cache_dir: str | None
 
 
 def _check_positive(**values: float) -> None:

@@ -29,7 +29,7 @@ class ClientTrainer:
 
     def __init__(self, module, client_ranks: list[int] | None, keep_optimizer_state: bool):
         self.module = module
-        _check_client_ranks(client_ranks, module.max_rank)
+        check_client_ranks(client_ranks, module.max_rank)
         self.client_ranks = list(client_ranks or [])
         self.keep_optimizer_state = keep_optimizer_state
         self.optimizer_states: dict[int, dict] = {}
@@ -145,7 +145,7 @@ def _check_client_state(module) -> None:
         )
 
 
-def _check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:
+def check_client_ranks(client_ranks: list[int] | None, max_rank: int) -> None:
     for rank in client_ranks or []:
         if not 1 <= rank <= max_rank:
             raise ValueError(f"`client_ranks` entry ({rank}) must be in [1, max_rank={max_rank}].")

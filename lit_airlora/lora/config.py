@@ -54,6 +54,19 @@ class LoRASettings:
         return self.max_rank if self.rank is None else self.rank
 
 
+def lora_settings(lora: LoRASettings | dict | None) -> LoRASettings:
+    """The settings from themselves, their dict (checkpoint hyperparameters) or ``None``."""
+    if lora is None:
+        return LoRASettings()
+    if isinstance(lora, dict):
+        return LoRASettings(**lora)
+    if isinstance(lora, LoRASettings):
+        return lora
+    raise TypeError(
+        f"`lora` ({type(lora).__name__}) must be LoRA settings (target_modules, max_rank, ...)."
+    )
+
+
 def linear_module_names(model: nn.Module) -> list[str]:
     """Distinct last-name parts of the model's linear layers (what ``target_modules`` can name)."""
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}

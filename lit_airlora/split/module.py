@@ -17,6 +17,7 @@ from lit_airlora.federated.plan import RoundPlan, build_round_plan
 from lit_airlora.federated.round import apply_update, build_context, run_stages
 from lit_airlora.federated.stages import dispatch
 from lit_airlora.federated.upload import Upload
+from lit_airlora.hparams import from_hparam, store_hparams
 from lit_airlora.lora.config import LoRASettings
 from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
 from lit_airlora.models import load_config
@@ -76,6 +77,7 @@ class SplitLLMModule(FederatedLoRAModule):
 
     #: Tiers whose adapter is one copy stepped by all streams; the others are per stream.
     shared_tiers: tuple[str, ...] = ("cloud",)
+    built_with_the_model = FederatedLoRAModule.built_with_the_model | {"parts", "tier_modules"}
 
     def __init__(
         self,
@@ -93,8 +95,13 @@ class SplitLLMModule(FederatedLoRAModule):
         export_dir: str | None = None,
         seed: int | None = None,
     ) -> None:
+        uplink, downlink, backhaul = (
+            from_hparam(link, TensorLink, name)
+            for link, name in ((uplink, "uplink"), (downlink, "downlink"), (backhaul, "backhaul"))
+        )
         _check_links(uplink=uplink, downlink=downlink, backhaul=backhaul)
-        check_architecture(load_config(model, gguf_file, cache_dir).model_type)
+        config = load_config(model, gguf_file, cache_dir)
+        check_architecture(config.model_type)
         super().__init__(
             model=model,
             gguf_file=gguf_file,
@@ -107,17 +114,24 @@ class SplitLLMModule(FederatedLoRAModule):
             export_dir=export_dir,
             seed=seed,
         )
-        self.parts = DecoderParts.of(self.model)
-        self.specs = tier_specs(self._cuts(cut_points), self.parts.num_layers)
+        store_hparams(self, uplink=uplink, downlink=downlink, backhaul=backhaul)
+        self.specs = tier_specs(
+            self._cuts(cut_points, config.num_hidden_layers), config.num_hidden_layers
+        )
         self.hops = _hops([s.name for s in self.specs], uplink, downlink, backhaul)
-        self.tier_modules = _tier_modules(list(self.lora_layers), self.specs)
         self.stream_tiers = [s.name for s in self.specs if s.name not in self.shared_tiers]
         kinds = ("activation", "gradient")
         self.traffic = SplitTraffic([f"{h.name}/{k}" for h in self.hops for k in kinds])
         self._streams: dict[int, _Stream] = {}
 
-    def _cuts(self, cut_points: list[int]) -> tuple[int, ...]:
-        return check_cut_points(cut_points, self.parts.num_layers, 2)
+    @override
+    def _build_model(self) -> None:
+        super()._build_model()
+        self.parts = DecoderParts.of(self.model)
+        self.tier_modules = _tier_modules(list(self.lora_layers), self.specs)
+
+    def _cuts(self, cut_points: list[int], num_layers: int) -> tuple[int, ...]:
+        return check_cut_points(cut_points, num_layers, 2)
 
     # -- Lightning hooks -----------------------------------------------------------------------
     @override
@@ -364,8 +378,8 @@ class SFLModule(SplitLLMModule):
         )
 
     @override
-    def _cuts(self, cut_points: list[int]) -> tuple[int, ...]:
-        return check_cut_points(cut_points, self.parts.num_layers, 1, name="cut_point")
+    def _cuts(self, cut_points: list[int], num_layers: int) -> tuple[int, ...]:
+        return check_cut_points(cut_points, num_layers, 1, name="cut_point")
 
 
 def _hops(names: list[str], uplink, downlink, backhaul) -> list[Hop]:

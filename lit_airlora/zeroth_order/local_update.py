@@ -67,6 +67,7 @@ class ZerothOrder:
         if parameters not in ("lora", "full"):
             raise ValueError(f"`parameters` ({parameters!r}) must be 'lora' or 'full'.")
         self.mu, self.num_perturbations = float(perturbation_scale), num_perturbations
+        self.perturbation_scale = self.mu  # the argument's name, for checkpoint hyperparameters
         self.clip, self.learning_rate = float(clip), float(learning_rate)
         self.parameters = parameters
         self.params: list[Tensor] = []
