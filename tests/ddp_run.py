@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lit_airlora.lora.config import LoRASettings
 from tests.helpers import tiny_fit
 
+#: Records of the toy classification set: 4 clients, an odd number of validation samples.
+CLASSIFY_RECORDS = 93  # 24 + 3 x 23 records: 6 + 3 x 5 = 21 validation samples
+
 
 def agent_callback():
     """A small AirLLMPolicy on a 30 kHz link, each client's SNR in [0, 15] dB, the worst of
@@ -80,8 +83,44 @@ def _callbacks(channel: str) -> list:
     return factories[channel]()
 
 
+def classify_case(out_dir: Path, model_dir: str, devices: int, case: str, tokenizer) -> None:
+    """The classification task with a validation set of odd size: 2 ranks pad one shard."""
+    from tests.tasks.classification_helpers import classification_fit
+
+    clients_per_round = int(case.split(":")[1])
+    rank_dir = out_dir / case.replace(":", "_") / f"rank{os.environ.get('LOCAL_RANK', '0')}"
+    trainer, module = classification_fit(
+        rank_dir,
+        model_dir,
+        tokenizer,
+        max_epochs=2,
+        data_kwargs={"clients_per_round": clients_per_round, "local_steps": 1},
+        num_records=CLASSIFY_RECORDS,
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        enable_checkpointing=False,
+    )
+    if trainer.is_global_zero:
+        val = {k: float(v) for k, v in trainer.logged_metrics.items() if k.startswith("val/")}
+        result = {
+            "global_adapter": module.global_adapter,
+            "bits": module.ledger.total_bits,
+            "ranks": module.ranks,
+            "train_loss": float(trainer.logged_metrics["round/train_loss"]),
+            "history": list(module.history),
+            "global_step": trainer.global_step,
+            "rank_history": {},
+            "val_metrics": val,
+            "num_val": len(trainer.datamodule.val_set),
+        }
+        torch.save(result, out_dir / f"{case.replace(':', '_')}_{devices}.pt")
+
+
 def run_case(out_dir: Path, model_dir: str, devices: int, case: str, tokenizer) -> None:
     channel, clients_per_round = case.split(":")
+    if channel == "classify":
+        classify_case(out_dir, model_dir, devices, case, tokenizer)
+        return
     lora = LoRASettings(max_rank=4, dropout=0.1 if channel == "dropout" else 0.0)
     callbacks = _callbacks(channel)
     rank_dir = out_dir / case.replace(":", "_") / f"rank{os.environ.get('LOCAL_RANK', '0')}"
@@ -103,7 +142,7 @@ def run_case(out_dir: Path, model_dir: str, devices: int, case: str, tokenizer) 
             "bits": module.ledger.total_bits,
             "ranks": module.ranks,
             "train_loss": float(trainer.logged_metrics["round/train_loss"]),
-            "perplexity": list(module.perplexity_history),
+            "history": list(module.history),
             "global_step": trainer.global_step,
             "rank_history": getattr(callbacks[0], "rank_history", {}) if callbacks else {},
         }

@@ -10,6 +10,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
+from lit_airlora.datamodules.blocks import IGNORE_INDEX
 from lit_airlora.models import load_sequence_classifier
 from lit_airlora.tasks.base import Task
 
@@ -24,7 +25,8 @@ class SequenceClassification(Task):
     adapter (FedAvg of head deltas, counted in the ledger) and exports it with the adapter. The
     loss is cross-entropy; validation logs ``val/accuracy``, ``val/f1_macro`` (torchmetrics),
     ``val/loss`` and the F1 of every class under its name (``val/f1/<label name>``), as used by
-    AirLLM (Yang et al., arXiv 2507.11515) and pAirZero.
+    AirLLM (Yang et al., arXiv 2507.11515) and pAirZero. Samples labelled ``-100`` (the padding
+    that evens out DDP validation shards) count in none of them, so 2 ranks score as 1.
 
     Args:
         num_labels: Outputs of the head (>= 2). The data may hold fewer classes, never more.
@@ -53,12 +55,12 @@ class SequenceClassification(Task):
 
     @override
     def metrics(self) -> nn.Module:
-        classes = self.num_labels
+        classes, ignore = self.num_labels, IGNORE_INDEX  # DDP shards pad with ignored samples
         return MetricCollection(
             {
-                "accuracy": MulticlassAccuracy(classes, average="micro"),
-                "f1_macro": MulticlassF1Score(classes, average="macro"),
-                "f1_per_class": MulticlassF1Score(classes, average="none"),
+                "accuracy": MulticlassAccuracy(classes, average="micro", ignore_index=ignore),
+                "f1_macro": MulticlassF1Score(classes, average="macro", ignore_index=ignore),
+                "f1_per_class": MulticlassF1Score(classes, average="none", ignore_index=ignore),
                 "loss": MeanMetric(),
             }
         )
@@ -69,8 +71,8 @@ class SequenceClassification(Task):
         labels = batch["labels"]  # (B,)
         for name in ("accuracy", "f1_macro", "f1_per_class"):
             metrics[name].update(logits, labels)
-        loss = F.cross_entropy(logits, labels, reduction="none")
-        metrics["loss"].update(loss)
+        loss = F.cross_entropy(logits, labels, reduction="none", ignore_index=IGNORE_INDEX)
+        metrics["loss"].update(loss, weight=(labels != IGNORE_INDEX).float())
 
     @override
     def compute_metrics(self, metrics: nn.Module) -> dict[str, float]:

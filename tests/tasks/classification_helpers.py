@@ -35,9 +35,11 @@ def write_toy_set(folder: Path, num_records: int = 96, seed: int = 0) -> Path:
     return path
 
 
-def toy_datamodule(folder: Path, tokenizer, **overrides) -> FederatedClassificationDataModule:
+def toy_datamodule(
+    folder: Path, tokenizer, num_records: int = 96, **overrides
+) -> FederatedClassificationDataModule:
     kwargs = {
-        "source": LocalFiles([str(write_toy_set(folder))], label_column="topic"),
+        "source": LocalFiles([str(write_toy_set(folder, num_records))], label_column="topic"),
         "partitioner": IID(num_clients=4),
         "seq_len": 48,
         "batch_size": 8,
@@ -63,13 +65,14 @@ def classification_fit(
     data_kwargs=None,
     ckpt_path=None,
     callbacks=(),
+    num_records: int = 96,
     **trainer_kwargs,
 ):
     """Fit the tiny classifier for ``max_epochs`` rounds; returns ``(trainer, module)``."""
     L.seed_everything(0, verbose=False)
     kwargs = {"task": SequenceClassification(num_labels=num_labels), "learning_rate": 1e-2}
     module = tiny_module(model_dir, **{**kwargs, **(module_kwargs or {})})
-    datamodule = toy_datamodule(tmp_path, tokenizer, **(data_kwargs or {}))
+    datamodule = toy_datamodule(tmp_path, tokenizer, num_records, **(data_kwargs or {}))
     trainer = tiny_trainer(tmp_path, max_epochs, callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer, module
