@@ -17,15 +17,17 @@ from lit_airlora.channel.large_scale import FixedSNR, LargeScale
 from lit_airlora.channel.link import DigitalLink, LinkReport, received_value_mask
 from lit_airlora.channel.link_metrics import LINK_COUNTS, client_counts, round_link_metrics
 from lit_airlora.channel.payload import (
-    EncodedUpload,
-    decode_upload,
-    encode_upload,
+    EncodedPayload,
+    EntryIndex,
+    decode_values,
+    encode_values,
     payload_bitstream,
 )
 from lit_airlora.channel.quantize import Quantizer, UniformQuantizer, unpack_bits
 from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.policy.channel_state import SNRReporter
+from lit_airlora.rank_blocks import active_index
 from lit_airlora.seeding import make_generator
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class _Sent:
     """One client's side of the round: its payload, channel and generator."""
 
     upload: Upload
-    encoded: EncodedUpload
+    encoded: EncodedPayload
     snr_db: Tensor
     fading: Tensor
     generator: torch.Generator
@@ -301,3 +303,37 @@ def _check_instance(name: str, value: object, cls: type) -> None:
             f"`{name}` ({type(value).__name__}) must be a {cls.__name__} (a subclass chosen in "
             "YAML by `class_path`)."
         )
+
+
+# -- uploads <-> the radio's payloads (the channel package takes tensors, not uploads) ---------
+def encode_upload(
+    upload: Upload, names: list[str], quantizer: Quantizer, generator: torch.Generator
+) -> EncodedPayload:
+    """The payload of ``upload``: its sent entries of ``names`` and its sparsity index."""
+    indices = [sent_index(upload, n) for n in names]
+    index_bits = int(upload.meta.get("index_bits", 0))  # declared by a sparsifying encoder
+    return encode_values(upload.tensors, indices, names, quantizer, generator, index_bits)
+
+
+def decode_upload(
+    upload: Upload,
+    encoded: EncodedPayload,
+    quantizer: Quantizer,
+    value_ok: Tensor,
+    received_codes: Tensor | None = None,
+) -> Upload:
+    """The upload as the server received it (a new value; ``upload`` is not modified)."""
+    tensors, masks = decode_values(
+        upload.tensors, upload.masks, encoded, quantizer, value_ok, received_codes
+    )
+    return upload.replace(tensors=tensors, masks=masks)
+
+
+def sent_index(upload: Upload, name: str) -> EntryIndex:
+    """Where ``upload`` sends entries of ``name``: its mask, or the active-rank block's slices.
+
+    Same entries, in the same (row-major) order, as ``tensor[upload.sent_mask(name)]``.
+    """
+    if name in upload.masks:
+        return upload.masks[name]
+    return active_index(name, upload.ranks)

@@ -20,10 +20,10 @@ from lit_airlora.channel.energy_budget import energy_shift_db
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.figures import channel_history_figure
 from lit_airlora.channel.large_scale import LargeScale
-from lit_airlora.channel.normalise import module_names, num_ofdm_symbols
+from lit_airlora.channel.normalise import ClientValues, module_names, num_ofdm_symbols
 from lit_airlora.federated.plan import RoundPlan
 from lit_airlora.federated.round import aggregation_error
-from lit_airlora.federated.upload import RoundContext
+from lit_airlora.federated.upload import RoundContext, Upload
 from lit_airlora.policy.channel_state import SNRReporter
 from lit_airlora.seeding import make_generator
 
@@ -147,13 +147,15 @@ class OverTheAirAggregation(RemoteLinkMixin, SNRReporter):
         if not bool(channel.participating.any()):
             return self._all_truncated(ctx, channel, names)
         modules = module_names(names)
-        side = ctx.reduce(air.side_information(ctx.uploads, channel, names, modules))
+        clients = [client_values(u, names) for u in ctx.uploads]
+        side = ctx.reduce(air.side_information(clients, channel, names, modules))
         payload = air.make_payload(side, channel.participating, names, modules, template)
         channel.energy_shift_db = self._shift_db = self.energy_shift_db(payload.num_values)
         plan = air.make_plan(channel, self.num_streams, self.beamformer, keys)
-        reduced = ctx.reduce(
-            air.local_transmission(plan, channel, ctx.uploads, payload, ctx.aggregator, template)
-        )
+        means = air.side_means(plan, channel, clients, payload)
+        parts = mean_sums(ctx.uploads, means, ctx.aggregator, template)
+        parts.update(air.local_transmission(plan, channel, clients, payload))
+        reduced = ctx.reduce(parts)  # one all-reduce: side-information sums and the signal
         noise = make_generator(*keys, air.NOISE_STREAM, device=device)
         estimate = air.receive(plan, reduced, payload, noise if self.receiver_noise else None)
         total_weight = sum(ctx.client_weights[c] for c in ctx.round_clients)
@@ -298,3 +300,19 @@ def _check_streams(num_streams: int, fading: SmallScale) -> None:
             f"fading model ({type(fading).__name__}: num_rx={fading.num_rx}, "
             f"num_tx={fading.num_tx}); lower it or add antennas."
         )
+
+
+def client_values(upload: Upload, names: list[str]) -> ClientValues:
+    """An upload as the radio sees it: its tensors, the entries it sends, its ranks."""
+    sent = {n: upload.sent_mask(n) for n in names}
+    return ClientValues(upload.client_id, upload.tensors, sent, upload.ranks)
+
+
+def mean_sums(
+    uploads: list[Upload], means: dict[int, dict[str, Tensor]], aggregator, template: dict
+) -> dict[str, Tensor]:
+    """The aggregator's float64 partial sums of the senders' mean side information
+    (``means``: :func:`~lit_airlora.channel.aircomp_round.side_means`)."""
+    senders = [u.replace(tensors=means[u.client_id]) for u in uploads if u.client_id in means]
+    sums = aggregator.partial_sums(senders, template)
+    return {n: t.to(torch.float64) for n, t in sums.items()}

@@ -6,7 +6,8 @@
    standard deviation per tensor, ranks); a sum over ranks gives everyone every row.
 3. :func:`make_plan`: beamformers, power scaling and precoders, identical on every rank.
 4. :func:`local_transmission`: each rank superposes its clients' pre-scaled signals through their
-   channels (and the error-free mean side information); a sum over ranks is the superposition.
+   channels; a sum over ranks is the superposition. :func:`side_means`: the error-free mean side
+   information, which the caller sums with its aggregator in the same all-reduce.
 5. :func:`receive`: one receiver-noise draw (identical on every rank), the receive beamformer,
    de-normalisation; the aggregator's ``finalize`` turns the sums into the aggregate.
 """
@@ -34,19 +35,19 @@ from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.channel.mimo import mimo_plan
 from lit_airlora.channel.normalise import (
+    ClientValues,
     block_layout,
     client_stats,
     common_scale,
     from_symbols,
     max_ranks,
-    mean_upload,
+    mean_tensors,
     num_ofdm_symbols,
     pack,
     payload_size,
     to_symbols,
     unpack,
 )
-from lit_airlora.federated.upload import Upload
 from lit_airlora.seeding import make_generator
 
 #: Keys mixed into the callback's seeds, one per independent random stream.
@@ -110,17 +111,20 @@ def draw_channel(
 
 
 def side_information(
-    uploads: Sequence[Upload], channel: RoundChannel, names: Sequence[str], modules: Sequence[str]
+    clients: Sequence[ClientValues],
+    channel: RoundChannel,
+    names: Sequence[str],
+    modules: Sequence[str],
 ) -> dict[str, Tensor]:
     """Step 2: this rank's rows of ``[K, T, 2]`` statistics and ``[K, num_modules]`` ranks."""
     index = channel.index_of()
     device = channel.fading.device
     stats = torch.zeros((len(index), len(names), 2), dtype=torch.float64, device=device)
     ranks = torch.zeros((len(index), len(modules)), dtype=torch.float64, device=device)
-    for upload in uploads:
-        i = index[upload.client_id]
-        stats[i] = client_stats(upload, names).to(device)
-        ranks[i] = torch.tensor([float(upload.ranks[m]) for m in modules], dtype=torch.float64)
+    for client in clients:
+        i = index[client.client_id]
+        stats[i] = client_stats(client, names).to(device)
+        ranks[i] = torch.tensor([float(client.ranks[m]) for m in modules], dtype=torch.float64)
     return {STATS_KEY: stats, RANKS_KEY: ranks}
 
 
@@ -173,36 +177,44 @@ def make_payload(
     return Payload(list(names), layout, stats, common_scale(stats, participating), template)
 
 
-def local_transmission(
-    plan: AirCompPlan,
-    channel: RoundChannel,
-    uploads: Sequence[Upload],
-    payload: Payload,
-    aggregator,
-    template: Mapping[str, Tensor],
-) -> dict[str, Tensor]:
-    """Step 4: this rank's part of the superposition, energies, and exact side-information sums.
-
-    Returns float64 tensors only (every rank must all-reduce the same dtypes).
-    """
+def senders(
+    plan: AirCompPlan, channel: RoundChannel, clients: Sequence[ClientValues]
+) -> list[ClientValues]:
+    """This rank's clients that transmit (not truncated)."""
     index = channel.index_of()
-    senders = [u for u in uploads if bool(plan.participating[index[u.client_id]])]
+    return [c for c in clients if bool(plan.participating[index[c.client_id]])]
+
+
+def local_transmission(
+    plan: AirCompPlan, channel: RoundChannel, clients: Sequence[ClientValues], payload: Payload
+) -> dict[str, Tensor]:
+    """Step 4: this rank's part of the superposition ``[T, M, N_r, 2]`` and the energy ``[K]``
+    of every client, float64 (every rank must all-reduce the same dtypes)."""
+    index = channel.index_of()
     num_subcarriers, num_rx, num_streams = plan.combiner.shape
     num_symbols = num_ofdm_symbols(payload.num_values, num_subcarriers, num_streams)
     device = plan.channels.device
     y = torch.zeros((num_symbols, num_subcarriers, num_rx), dtype=torch.complex128, device=device)
     energy = torch.zeros(len(index), dtype=torch.float64, device=device)
-    for upload in senders:  # one client at a time: memory stays at one payload
-        k = torch.tensor([index[upload.client_id]])
-        z = pack(upload, payload.names, payload.layout, payload.stats[k[0]], payload.scale)
+    for client in senders(plan, channel, clients):  # one at a time: memory stays at one payload
+        k = torch.tensor([index[client.client_id]])
+        z = pack(client, payload.names, payload.layout, payload.stats[k[0]], payload.scale)
         symbols = to_symbols(z.to(device), num_subcarriers, num_streams)[None]
         y += superpose(plan, k, symbols)
         energy[k] = transmit_energy(plan, k, symbols)
-    means = [mean_upload(u, payload.names, payload.stats[index[u.client_id]]) for u in senders]
-    out = {n: t.to(torch.float64) for n, t in aggregator.partial_sums(means, template).items()}
-    out[Y_KEY] = torch.view_as_real(y).to(torch.float64)
-    out[ENERGY_KEY] = energy
-    return out
+    return {Y_KEY: torch.view_as_real(y).to(torch.float64), ENERGY_KEY: energy}
+
+
+def side_means(
+    plan: AirCompPlan, channel: RoundChannel, clients: Sequence[ClientValues], payload: Payload
+) -> dict[int, dict[str, Tensor]]:
+    """Per transmitting client of this rank, its mean side information ``mu_kt`` on its sent
+    entries (the server adds back their weighted sum, sent error-free)."""
+    index = channel.index_of()
+    return {
+        c.client_id: mean_tensors(c, payload.names, payload.stats[index[c.client_id]])
+        for c in senders(plan, channel, clients)
+    }
 
 
 def receive(

@@ -16,11 +16,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from lit_airlora.federated.upload import Upload, is_lora_factor, module_of, rank_index
+from lit_airlora.rank_blocks import is_lora_factor, module_of, rank_index
+
+
+@dataclass(frozen=True)
+class ClientValues:
+    """What one client puts on the air (the callbacks build it from the client's upload).
+
+    Attributes:
+        client_id: The client (its row in the round's channel).
+        tensors: Name -> values, full shapes (``lora_A: [max_rank, d_in]``, ...).
+        sent: Name -> ``bool`` mask, same shape: the entries the client sends.
+        ranks: Adapted module -> active rank.
+    """
+
+    client_id: int
+    tensors: Mapping[str, Tensor]
+    sent: Mapping[str, Tensor]
+    ranks: Mapping[str, int]
 
 
 def block(tensor: Tensor, name: str, rank: int) -> Tensor:
@@ -52,7 +70,7 @@ def module_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(module_of(n) for n in names if is_lora_factor(n)))
 
 
-def client_stats(upload: Upload, names: Sequence[str]) -> Tensor:
+def client_stats(client: ClientValues, names: Sequence[str]) -> Tensor:
     """``[T, 2]`` float64: mean and standard deviation of the entries sent, per tensor.
 
     Masked sums rather than boolean indexing: indexing ~100 small tensors per client costs
@@ -60,8 +78,8 @@ def client_stats(upload: Upload, names: Sequence[str]) -> Tensor:
     """
     rows = []
     for name in names:
-        mask = upload.sent_mask(name).to(torch.float64)
-        x = upload.tensors[name].double()
+        mask = client.sent[name].to(torch.float64)
+        x = client.tensors[name].double()
         count = mask.sum().clamp_min(1.0)
         mean = (x * mask).sum() / count
         variance = ((x - mean).pow(2) * mask).sum() / count
@@ -75,13 +93,17 @@ def common_scale(stats: Tensor, participating: Tensor) -> Tensor:
 
 
 def pack(
-    upload: Upload, names: Sequence[str], layout: Mapping[str, int], stats: Tensor, scale: Tensor
+    client: ClientValues,
+    names: Sequence[str],
+    layout: Mapping[str, int],
+    stats: Tensor,
+    scale: Tensor,
 ) -> Tensor:
     """The client's normalised payload ``z: [D]`` float64 (concatenated layout blocks)."""
     parts = []
     for t, name in enumerate(names):
-        x = block(upload.tensors[name], name, layout[name]).double()
-        sent = block(upload.sent_mask(name), name, layout[name])
+        x = block(client.tensors[name], name, layout[name]).double()
+        sent = block(client.sent[name], name, layout[name])
         inverse_scale = 1.0 / float(scale[t]) if scale[t] > 0 else 0.0
         parts.append(((x - stats[t, 0]) * inverse_scale * sent).reshape(-1))
     return torch.cat(parts)
@@ -110,10 +132,9 @@ def payload_size(template: Mapping[str, Tensor], layout: Mapping[str, int]) -> i
     return int(sum(block(template[n], n, r).numel() for n, r in layout.items()))
 
 
-def mean_upload(upload: Upload, names: Sequence[str], stats: Tensor) -> Upload:
-    """The side-information part of an upload: ``mu_kt`` on its sent entries, per tensor."""
-    tensors = {n: upload.sent_mask(n).to(torch.float64) * stats[t, 0] for t, n in enumerate(names)}
-    return upload.replace(tensors=tensors)
+def mean_tensors(client: ClientValues, names: Sequence[str], stats: Tensor) -> dict[str, Tensor]:
+    """The side-information part of a client's values: ``mu_kt`` on its sent entries, float64."""
+    return {n: client.sent[n].to(torch.float64) * stats[t, 0] for t, n in enumerate(names)}
 
 
 def num_ofdm_symbols(num_values: int, num_subcarriers: int, num_streams: int) -> int:

@@ -1,41 +1,40 @@
-"""An upload as a digital payload: quantised sent entries -> bit stream -> received upload.
+"""A client's values as a digital payload: quantised sent entries -> bit stream -> received.
 
-The payload of one client is the concatenation, in the upload's tensor order, of the codes of
-the entries it sends (``upload.sent_mask(name)`` of every tensor the aggregator trains), each
-``bits_per_value`` bits MSB first, followed by the quantiser's per-tensor side information
-(scales) and by the sparsity index of a sparsifying encoder (``upload.meta["index_bits"]``).
+The payload of one client is the concatenation, in the given tensor order, of the codes of the
+entries it sends (every tensor the aggregator trains), each ``bits_per_value`` bits MSB first,
+followed by the quantiser's per-tensor side information (scales) and by the sparsity index of a
+sparsifying encoder (its size given by the caller).
 Side information and index are assumed to reach the server error-free (a protected control
 field [assumed]): their bits are counted and cost airtime, but the server uses the sender's
 scales and masks. Values whose bits touch a lost block are missing: zero in the received tensor
 and removed from its mask; so are values a corrupted float code turns non-finite.
 
-An upload without an explicit mask sends the active-rank block of each factor (rows of A,
-columns of B): a slice, gathered and scattered without boolean indexing. All of an upload's
-values are quantised in one pass (one segment per tensor).
+Where a client sends a tensor's active-rank block (rows of A, columns of B), its entries are
+given as slices, gathered and scattered without boolean indexing; a sparsifying encoder's as a
+mask. All of a client's values are quantised in one pass (one segment per tensor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lit_airlora.channel.quantize import QuantizedSegments, Quantizer, pack_bits
-from lit_airlora.federated.upload import Upload, active_index
 
 #: Where a tensor's sent entries are: a tuple of slices (active-rank block) or a bool mask.
 EntryIndex = tuple[slice, ...] | Tensor
 
 
 @dataclass
-class EncodedUpload:
-    """The quantised payload of one upload.
+class EncodedPayload:
+    """The quantised payload of one client.
 
     Attributes:
         names: Tensors sent, in payload order.
-        indices: Per name, where its sent entries are (:func:`sent_index`).
+        indices: Per name, where its sent entries are (slices of a block, or a bool mask).
         quantized: Codes of all sent entries (payload order) and one scale per tensor.
         bits_per_value: Bits per code.
         payload_bits: Bits on the air: codes, side information and the sparsity index.
@@ -61,41 +60,39 @@ class EncodedUpload:
         return self.quantized.codes
 
 
-def sent_index(upload: Upload, name: str) -> EntryIndex:
-    """Where ``upload`` sends entries of ``name``: its mask, or the active-rank block's slices.
+def encode_values(
+    tensors: Mapping[str, Tensor],
+    indices: Sequence[EntryIndex],
+    names: Sequence[str],
+    quantizer: Quantizer,
+    generator: torch.Generator,
+    index_bits: int = 0,
+) -> EncodedPayload:
+    """Quantise the sent entries of ``names`` (a per-tensor scale each) in one pass.
 
-    Same entries, in the same (row-major) order, as ``tensor[upload.sent_mask(name)]``.
+    Args:
+        tensors: Name -> values (float32, any shape).
+        indices: Per name in ``names``, where its sent entries are (slices or a bool mask).
+        names: Tensors sent, in payload order.
+        quantizer: Source coder.
+        generator: Draws of a stochastic quantiser.
+        index_bits: Bits of a sparsifying encoder's index (they cost airtime, arrive error-free).
     """
-    if name in upload.masks:
-        return upload.masks[name]
-    return active_index(name, upload.ranks)
-
-
-def encode_upload(
-    upload: Upload, names: Sequence[str], quantizer: Quantizer, generator: torch.Generator
-) -> EncodedUpload:
-    """Quantise the sent entries of ``names`` (a per-tensor scale each) in one pass."""
-    indices = [sent_index(upload, n) for n in names]
-    parts = [upload.tensors[n][i].reshape(-1) for n, i in zip(names, indices, strict=True)]
+    parts = [tensors[n][i].reshape(-1) for n, i in zip(names, indices, strict=True)]
     counts = [p.numel() for p in parts]
     values = torch.cat(parts) if parts else torch.zeros(0)
     quantized = quantizer.quantize_segments(values, counts, generator)
     side_bits = quantizer.payload_bits(sum(counts), len(names))
-    return EncodedUpload(
+    return EncodedPayload(
         names=list(names),
-        indices=indices,
+        indices=list(indices),
         quantized=quantized,
         bits_per_value=quantizer.bits_per_value,
-        payload_bits=side_bits + index_bits(upload),
+        payload_bits=side_bits + int(index_bits),
     )
 
 
-def index_bits(upload: Upload) -> int:
-    """Bits of the sparsity index a sparsifying encoder declared (``meta["index_bits"]``)."""
-    return int(upload.meta.get("index_bits", 0))
-
-
-def payload_bitstream(encoded: EncodedUpload) -> Tensor:
+def payload_bitstream(encoded: EncodedPayload) -> Tensor:
     """``[payload_bits]`` uint8: the packed codes, then the side information and index fields."""
     codes = pack_bits(encoded.codes(), encoded.bits_per_value)
     side = encoded.payload_bits - codes.numel()
@@ -103,38 +100,44 @@ def payload_bitstream(encoded: EncodedUpload) -> Tensor:
     return torch.cat([codes, torch.zeros(side, dtype=torch.uint8, device=codes.device)])
 
 
-def decode_upload(
-    upload: Upload,
-    encoded: EncodedUpload,
+def decode_values(
+    tensors: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    encoded: EncodedPayload,
     quantizer: Quantizer,
     value_ok: Tensor,
     received_codes: Tensor | None = None,
-) -> Upload:
-    """The upload as the server received it (a new value; ``upload`` is not modified).
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The values and sent masks as the server received them (new dicts; inputs unchanged).
 
     Args:
-        upload: The upload as sent.
-        encoded: Its payload (:func:`encode_upload`).
+        tensors: The values as sent (name -> tensor); names not in ``encoded`` are kept.
+        masks: Explicit sent masks of the sender (name -> bool tensor); kept where not sent.
+        encoded: The payload (:func:`encode_values`).
         quantizer: The quantiser that produced ``encoded``.
         value_ok: ``[num_values]`` bool, values whose blocks arrived.
         received_codes: ``[num_values]`` int64 codes as received (with bit errors), or ``None``
             when received blocks are exact.
+
+    Returns:
+        ``(tensors, masks)``: received values (zero where missing) and, per sent name, the mask
+        of the entries that arrived.
     """
     sent = encoded.quantized
     codes = sent.codes if received_codes is None else received_codes.to(sent.codes.device)
     values = quantizer.dequantize_segments(QuantizedSegments(codes, sent.scales, sent.counts))
     ok = value_ok.to(values.device) & torch.isfinite(values)
     values = torch.where(ok, values, torch.zeros_like(values))
-    tensors, masks = dict(upload.tensors), dict(upload.masks)
+    received, received_masks = dict(tensors), dict(masks)
     parts = zip(
         encoded.names, encoded.indices, values.split(sent.counts), ok.split(sent.counts),
         strict=True,
     )  # fmt: skip
-    for name, index, received, received_ok in parts:
-        like = upload.tensors[name]
-        tensors[name] = _scatter(torch.zeros_like(like), index, received.to(like.dtype))
-        masks[name] = _scatter(torch.zeros_like(like, dtype=torch.bool), index, received_ok)
-    return upload.replace(tensors=tensors, masks=masks)
+    for name, index, arrived, arrived_ok in parts:
+        like = tensors[name]
+        received[name] = _scatter(torch.zeros_like(like), index, arrived.to(like.dtype))
+        received_masks[name] = _scatter(torch.zeros_like(like, dtype=torch.bool), index, arrived_ok)
+    return received, received_masks
 
 
 def _scatter(out: Tensor, index: EntryIndex, values: Tensor) -> Tensor:

@@ -10,7 +10,8 @@ from lit_airlora.federated.token_stats import (
     text_token_mask,
     unknown_token_table,
 )
-from lit_airlora.federated.upload import Upload, active_rank_mask
+from lit_airlora.federated.upload import Upload
+from lit_airlora.rank_blocks import active_rank_mask
 from lit_airlora.seeding import round_seed
 
 

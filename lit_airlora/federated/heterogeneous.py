@@ -10,7 +10,8 @@ from torch import Tensor
 
 from lit_airlora.federated.aggregation import safe_divide
 from lit_airlora.federated.aggregators import WEIGHT_KEY, FedIT
-from lit_airlora.federated.upload import Upload, active_rank_mask, module_of
+from lit_airlora.federated.upload import Upload
+from lit_airlora.rank_blocks import active_rank_mask, module_of
 
 
 class HeteroFL(FedIT):

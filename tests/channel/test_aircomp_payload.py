@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from lit_airlora.callbacks.over_the_air import client_values
 from lit_airlora.channel.normalise import (
     block_layout,
     client_stats,
     common_scale,
     max_ranks,
-    mean_upload,
+    mean_tensors,
     module_names,
     num_ofdm_symbols,
     pack,
@@ -23,22 +24,24 @@ NAMES = sorted(make_template())
 
 def test_stats_are_mean_and_std_of_the_sent_entries():
     upload = make_uploads(ranks=(2,))[0]
-    stats = client_stats(upload, NAMES)
+    stats = client_stats(client_values(upload, NAMES), NAMES)
     sent = upload.tensors[NAMES[0]][:2].double()  # lora_A: the first `rank` rows
     torch.testing.assert_close(stats[0], torch.stack([sent.mean(), sent.std(correction=0)]))
 
 
 def test_pack_unpack_plus_means_restores_the_upload():
     uploads = make_uploads(ranks=(4, 2))
-    stats = torch.stack([client_stats(u, NAMES) for u in uploads])  # (K, T, 2)
+    stats = torch.stack(
+        [client_stats(client_values(u, NAMES), NAMES) for u in uploads]
+    )  # (K, T, 2)
     scale = common_scale(stats, torch.tensor([True, True]))
     layout = block_layout(NAMES, dict.fromkeys(MODULES, 4))
     for k, upload in enumerate(uploads):
-        z = pack(upload, NAMES, layout, stats[k], scale)
+        z = pack(client_values(upload, NAMES), NAMES, layout, stats[k], scale)
         assert z.numel() == payload_size(make_template(), layout) == 4 * (4 * 12)
         assert float(z.pow(2).mean()) <= 1.0  # unit variance at most: the power budget holds
         restored = unpack(z, NAMES, layout, scale, make_template())
-        means = mean_upload(upload, NAMES, stats[k]).tensors
+        means = mean_tensors(client_values(upload, NAMES), NAMES, stats[k])
         for name in NAMES:
             torch.testing.assert_close(restored[name] + means[name], upload.tensors[name].double())
 
@@ -55,11 +58,11 @@ def test_layout_is_the_largest_participating_rank_block():
 def test_constant_tensor_has_zero_scale_and_is_sent_as_zeros():
     upload = make_uploads(ranks=(4,))[0]
     upload = upload.replace(tensors={n: torch.full_like(t, 0.5) for n, t in upload.tensors.items()})
-    stats = client_stats(upload, NAMES)[None]
+    stats = client_stats(client_values(upload, NAMES), NAMES)[None]
     scale = common_scale(stats, torch.tensor([True]))
     layout = block_layout(NAMES, dict.fromkeys(MODULES, 4))
     assert torch.all(scale == 0)
-    assert torch.all(pack(upload, NAMES, layout, stats[0], scale) == 0)
+    assert torch.all(pack(client_values(upload, NAMES), NAMES, layout, stats[0], scale) == 0)
 
 
 def test_symbol_count_and_module_names():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lit_airlora.callbacks.over_the_air import client_values, mean_sums
 from lit_airlora.channel import aircomp_round as air
 from lit_airlora.channel.beamforming import MatchedFilterBeamformer
 from lit_airlora.channel.fading import FlatMIMO, RayleighBlock
@@ -31,15 +32,17 @@ def _round(rank_uploads: list[list], aggregator, fading, num_streams: int) -> di
         UniformSNR(5.0, 15.0), fading, [u.client_id for u in everyone],
         {u.client_id: u.weight for u in everyone}, 0.01, num_streams, keys, "cpu",
     )  # fmt: skip
-    side = _sum([air.side_information(part, channel, names, modules) for part in rank_uploads])
+    rank_clients = [[client_values(u, names) for u in part] for part in rank_uploads]
+    side = _sum([air.side_information(part, channel, names, modules) for part in rank_clients])
     plan = air.make_plan(channel, num_streams, MatchedFilterBeamformer(), keys)
     payload = air.make_payload(side, plan.participating, names, modules, template)
-    reduced = _sum(
-        [
-            air.local_transmission(plan, channel, part, payload, aggregator, template)
-            for part in rank_uploads
-        ]
-    )
+    parts = []
+    for uploads, clients in zip(rank_uploads, rank_clients, strict=True):
+        means = air.side_means(plan, channel, clients, payload)
+        part = mean_sums(uploads, means, aggregator, template)
+        part.update(air.local_transmission(plan, channel, clients, payload))
+        parts.append(part)
+    reduced = _sum(parts)
     estimate = air.receive(plan, reduced, payload, make_generator(*keys, air.NOISE_STREAM))
     total = sum(u.weight for u in everyone)
     return aggregator.finalize(air.server_sums(reduced, estimate, total))

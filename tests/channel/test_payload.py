@@ -1,16 +1,13 @@
-"""Upload <-> payload: what is sent, how losses and corrupt codes come back."""
+"""Upload <-> payload (the digital uplink's translation over the channel's payload functions):
+what is sent, how losses and corrupt codes come back."""
 
 from __future__ import annotations
 
 import torch
 
+from lit_airlora.callbacks.digital_link import decode_upload, encode_upload, sent_index
 from lit_airlora.channel.link import received_value_mask
-from lit_airlora.channel.payload import (
-    decode_upload,
-    encode_upload,
-    payload_bitstream,
-    sent_index,
-)
+from lit_airlora.channel.payload import payload_bitstream
 from lit_airlora.channel.quantize import SCALE_BITS, Float16, UniformQuantizer
 from lit_airlora.federated.upload import Upload
 
