@@ -121,9 +121,12 @@ class ScalarOverTheAir(StageCallback):
                 f"`trainer.max_epochs` ({num_rounds!r}) must be a number of rounds >= 1 to spend "
                 "a privacy budget over."
             )
-        noise_var = self._receiver_noise_var() + air.SIGMA_W2 * 10 ** (
-            self.max_artificial_noise_db / 10
+        from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+        artificial = float(
+            db_to_lin(self.max_artificial_noise_db, precision="double", device="cpu")
         )
+        noise_var = self._receiver_noise_var() + air.SIGMA_W2 * artificial
         z_max = air.noise_multiplier(self.scale, self._max_abs, self.num_values, noise_var)
         return plan_noise_multipliers(self.privacy, num_rounds, z_max)
 

@@ -27,7 +27,9 @@ def full_band_snr(
         clients: Client ids of the round.
         keys: Integer keys of the round's draws, e.g. ``(seed, round_idx)``.
     """
-    snr = 10.0 ** (large_scale.snr_db(clients, make_generator(*keys)).double() / 10.0)
+    from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+    snr = db_to_lin(large_scale.snr_db(clients, make_generator(*keys)), precision="double")
     if small_scale is None:
         return snr
     fading = small_scale.draw_clients(clients, keys)  # (K, rx, tx, subcarriers)

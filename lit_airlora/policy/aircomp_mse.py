@@ -57,7 +57,9 @@ class SisoAirCompMSE(AirCompMSEModel):
         return 2.0 * self.channel_uses
 
     def unit_mse(self, obs: Observation, ranks: Mapping[str, int]) -> float:
-        snr = torch.pow(10.0, obs.require("snr_db").double() / 10.0)
+        from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
+
+        snr = db_to_lin(obs.require("snr_db"), precision="double")
         return float(1.0 / snr.min())
 
 
