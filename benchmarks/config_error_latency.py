@@ -11,7 +11,8 @@ the preflight answers them from the classes' signatures read with ``ast``
 (:mod:`lit_airlora.cli.static_types`). The last case is a range only the class itself checks
 (``LoRASettings``): it is answered after the imports, as a reference.
 
-    .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--timeout 120] [--json]
+    .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--baseline-repeats N]
+        [--timeout 120] [--json]
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
             }
             row = {"case": name}
             for variant, command in variants.items():
-                runs = [time_to_error(command, args.timeout) for _ in range(args.repeats)]
+                repeats = args.repeats if variant == "cli" else args.baseline_repeats
+                runs = [time_to_error(command, args.timeout) for _ in range(repeats or 1)]
                 row[f"{variant}_s"] = statistics.median(r[0] for r in runs)
                 row[f"{variant}_min_s"] = min(r[0] for r in runs)
                 row[f"{variant}_max_s"] = max(r[0] for r in runs)
@@ -94,13 +96,24 @@ def measure(args: argparse.Namespace) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs per case and variant")
+    parser.add_argument(
+        "--baseline-repeats",
+        type=int,
+        default=None,
+        help="runs per case of the LightningCLI-only variant (default: --repeats)",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if args.baseline_repeats is None:
+        args.baseline_repeats = args.repeats
+    load_before = os.getloadavg()[0]
     rows = measure(args)
+    load = {"load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"machine": load, "rows": rows}, indent=2))
         return
+    print(f"1-min load average: {load['load_1min_before']:.1f} -> {load['load_1min_after']:.1f}")
     print(
         f"{'case':36s} {'cli (s), median [min-max]':>26s} {'LightningCLI only (s)':>26s} "
         f"{'ratio':>6s}  exit codes"
