@@ -29,9 +29,9 @@ REFUSED = [
     "--model.init_args.keep_client_optimizer_state=maybe",
     "--model.init_args.keep_client_optimizer_state=1",
     "--model.init_args.seed=1.5",
-    "--model.init_args.lora.svd=true",
-    "--model.init_args.lora.target_modules=q_proj",
-    "--model.init_args.lora.target_modules=5",
+    "--data.init_args.partitioner.init_args.num_clients=eight",
+    "--model.init_args.client_ranks=4",
+    "--model.init_args.client_ranks=[4, x]",
     "--model.init_args.aggregator=lit_airlora.federated.aggregators.Nope",
     "--model.init_args.aggregator=no_such_package.Aggregator",
     "--data.init_args.partitioner.init_args.bogus=3",
@@ -43,6 +43,7 @@ REFUSED = [
     "--trainer.enable_progress_bar=perhaps",
     f"--trainer.callbacks=[{{class_path: {SOFT}, init_args: {{rhoo: 0.1}}}}]",
     f"--trainer.callbacks=[{{class_path: {SOFT}, init_args: {{log_covariance: x}}}}]",
+    f"--trainer.callbacks=[{{class_path: {SOFT}, init_args: {{rho: high}}}}]",
 ]
 # Overrides the parser accepts: the preflight must accept them.
 ACCEPTED = [
