@@ -28,8 +28,9 @@ from lit_airlora.federated.round import (
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
-from lit_airlora.lora.config import LoRASettings, lora_settings, wrap_lora
+from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.export import export_peft_adapter
+from lit_airlora.lora.inputs import lora_from_any, lora_hparams
 from lit_airlora.lora.layers import (
     adapter_tensors,
     find_head_parameters,
@@ -64,7 +65,10 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         gguf_file: GGUF file inside ``model`` (dequantised once and cached as safetensors).
         cache_dir: Where to cache a dequantised GGUF model (default: ``~/.cache/lit_airlora``).
         task: What is fine-tuned: ``CausalLM()`` (default) or ``SequenceClassification``.
-        lora: LoRA settings (target modules, max_rank, rank, alpha, dropout).
+        lora: LoRA settings (target modules, max_rank, rank, alpha, dropout, rslora, bias,
+            exclude_modules, svd_form), or a peft ``LoraConfig`` (Python) or its ``to_dict()``
+            form (YAML, with ``peft_type: LORA``), used as given with ``r`` as the max rank.
+            Biases trained by ``bias`` are federated whole, like a classification head.
         aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HeteroFL``, ``HetLoRA``,
             ``FedSALoRA``).
         client_ranks: Optional rank cap per client (client ``k`` uses entry ``k % len``), for
@@ -82,6 +86,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         keep_client_optimizer_state: Keep each client's optimizer state across rounds (it is
             checkpointed); by default it is reset when a client starts its round.
         export_dir: Where to export the final adapter (default: ``<log_dir>/adapter``).
+        adapter_name: Name of the peft adapter in the model (exported as peft's default).
         seed: Seed of the round's shared randomness (channel noise, client-side draws);
             ``None``: the run's ``seed_everything`` seed.
         zeroth_order: Train with zeroth-order local updates instead of the optimizer (pAirZero:
@@ -111,6 +116,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         server_learning_rate: float = 1.0,
         keep_client_optimizer_state: bool = False,
         export_dir: str | None = None,
+        adapter_name: str = "default",
         seed: int | None = None,
         zeroth_order: ZerothOrder | None = None,
     ) -> None:
@@ -121,7 +127,13 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
         self.optimizer_factory = factory_from_hparam(optimizer, torch.optim.Optimizer, "optimizer")
         self.task = from_hparam(task, Task, "task") or CausalLM()
-        self.lora_settings = lora_settings(lora)
+        self.lora_settings, self.peft_config = lora_from_any(lora)
+        if not (isinstance(adapter_name, str) and adapter_name.isidentifier()):
+            raise ValueError(
+                f"`adapter_name` ({adapter_name!r}) must be a name like 'default' (letters, "
+                "digits and underscores)."
+            )
+        self.adapter_name = adapter_name
         self.aggregator = from_hparam(aggregator, Aggregator, "aggregator") or FedIT()
         self.zeroth_order = _check_zeroth_order(
             from_hparam(zeroth_order, ZerothOrder, "zeroth_order"), self
@@ -129,7 +141,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         store_hparams(
             self,
             task=self.task,
-            lora=self.lora_settings,
+            lora=lora_hparams(self.lora_settings, self.peft_config),
             aggregator=self.aggregator,
             optimizer=optimizer,
             zeroth_order=self.zeroth_order,
@@ -178,11 +190,12 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     def _build_model(self) -> None:
         base = self.task.load_model(*self._source, self.tokenizer)
-        self.model = wrap_lora(base, self.lora_settings, self.task.peft_task_type)
+        name, settings = self.adapter_name, self.lora_settings
+        self.model = wrap_lora(base, settings, self.task.peft_task_type, self.peft_config, name)
         self.model.train()  # from_pretrained returns eval mode; Lightning toggles it from here
-        self.lora_layers = find_lora_layers(self.model)
-        self.head_parameters = find_head_parameters(self.model)
-        self.rank_masks = RankMasks(self.model, rank=self.lora_settings.initial_rank)
+        self.lora_layers = find_lora_layers(self.model, name)
+        self.head_parameters = find_head_parameters(self.model, name)
+        self.rank_masks = RankMasks(self.model, name, rank=settings.initial_rank)
         self._freeze_untrained()
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.global_adapter = self.read_adapter()
@@ -382,7 +395,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def export_adapter(self, folder: str | Path) -> Path:
         """Write the global adapter (and head) in peft format (active ranks in ``rank_pattern``)."""
         self.load_adapter(self.global_adapter)
-        self.exported_adapter_dir = export_peft_adapter(self.model, self.ranks, folder)
+        self.exported_adapter_dir = export_peft_adapter(
+            self.model, self.ranks, folder, self.adapter_name
+        )
         log.info("Exported the global adapter to %s", self.exported_adapter_dir)
         return self.exported_adapter_dir
 

@@ -1,5 +1,5 @@
 """Model handling: built in configure_model (or on first use), rebuilt from a checkpoint alone,
-strict about every key but the frozen base."""
+strict about every key but the frozen base, peft LoraConfig input, a second architecture."""
 
 from __future__ import annotations
 
@@ -134,3 +134,100 @@ def test_an_object_that_cannot_be_stored_is_named_with_the_fix(tiny_llama_dir):
     with pytest.warns(UserWarning, match=r"`optimizer` cannot be stored .* optimizer=\.\.\."):
         module = tiny_module(tiny_llama_dir, optimizer=sgd)
     assert "optimizer" not in module.hparams and module.optimizer_factory is sgd
+
+
+def _exported_logits_match(module, base_dir) -> None:
+    """The exported folder, loaded by peft on the plain base model, gives the module's logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(3, 250, (2, 12), generator=torch.Generator().manual_seed(0))
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    exported = PeftModel.from_pretrained(base, module.exported_adapter_dir).eval()
+    module.model.eval()
+    with torch.no_grad():
+        ours, theirs = module.model(input_ids=ids).logits, exported(input_ids=ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_a_peft_lora_config_is_used_as_given(tmp_path, tiny_llama_dir, tokenizer):
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        exclude_modules=["model.layers.1.self_attn.v_proj"],
+        use_rslora=True,
+    )
+    kwargs = {"lora": config, "adapter_name": "fed"}
+    trainer, module = tiny_fit(tmp_path, tiny_llama_dir, tokenizer, 1, module_kwargs=kwargs)
+    assert "model.layers.1.self_attn.v_proj" not in module.lora_layers
+    assert len(module.lora_layers) == 3 and module.model.peft_config["fed"].use_rslora
+    module.set_ranks(2)  # rsLoRA's alpha / sqrt(r) at the new rank, as peft rebuilds the export
+    module.export_adapter(tmp_path / "adapter")
+    _exported_logits_match(module, tiny_llama_dir)
+    loaded = FederatedLoRAModule.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
+    assert loaded.peft_config.use_rslora and loaded.adapter_name == "fed"
+    assert set(loaded.lora_layers) == set(module.lora_layers)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory, tokenizer) -> str:
+    """A 2-layer random GPT-2 (Conv1D projections with biases), saved like the tiny Llama."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny_gpt2")
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_gpt2_conv1d_targets_and_biases_train_federate_and_export(
+    tmp_path, tiny_gpt2_dir, tokenizer
+):
+    from lit_airlora.lora.config import LoRASettings
+
+    lora = LoRASettings(target_modules=["c_attn"], max_rank=4, bias="lora_only")
+    kwargs = {"lora": lora, "learning_rate": 1e-2}
+    _, module = tiny_fit(tmp_path, tiny_gpt2_dir, tokenizer, 1, module_kwargs=kwargs)
+    attn = [f"transformer.h.{i}.attn.c_attn" for i in range(2)]
+    assert set(module.lora_layers) == set(attn)
+    assert module.lora_layers[attn[0]].lora_B.shape == (192, 4)  # Conv1D 64 -> 3 * 64
+    biases = {f"{name}.base_layer.bias" for name in attn}
+    assert set(module.head_parameters) == biases  # federated whole, like a head
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    trained_bias = module.global_adapter[f"{attn[0]}.base_layer.bias"]
+    assert not torch.equal(trained_bias, base.transformer.h[0].attn.c_attn.bias.detach())
+    assert module.global_adapter[f"{attn[0]}.lora_B"].abs().sum() > 0
+    _exported_logits_match(module, tiny_gpt2_dir)
+
+
+def test_a_peft_config_from_yaml_trains_and_its_checkpoint_loads_alone(tmp_path, tiny_llama_dir):
+    import json
+
+    from lit_airlora.cli import main
+    from tests.test_cli import _tiny_config
+
+    lora = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    lora["use_rslora"] = True
+    main(["fit", "--config", str(_tiny_config(tmp_path, tiny_llama_dir, lora=lora))])
+    version = tmp_path / "runs" / "tiny" / "version_0"
+    exported = json.loads((version / "adapter" / "adapter_config.json").read_text())
+    assert exported["use_rslora"] and exported["r"] == 4 and exported["lora_alpha"] == 8
+    path = next(version.glob("checkpoints/last.ckpt"))
+    loaded = FederatedLoRAModule.load_from_checkpoint(path)  # through LightningCLI's instantiator
+    assert loaded.peft_config.use_rslora and loaded.lora_settings.max_rank == 4

@@ -45,6 +45,11 @@ class LoraFactors:
         return int(self.lora_A.shape[0])
 
     @property
+    def rslora(self) -> bool:
+        """Whether peft scales this adapter by ``alpha / sqrt(r)`` (rank-stabilised LoRA)."""
+        return bool(getattr(self.layer, "use_rslora", {}).get(self.adapter_name, False))
+
+    @property
     def device(self) -> torch.device:
         return self.lora_A.device
 
@@ -110,10 +115,12 @@ def load_adapter_tensors(
 def find_head_parameters(
     model: nn.Module, adapter_name: str = "default"
 ) -> dict[str, nn.Parameter]:
-    """Trainable copies of peft's ``modules_to_save`` (a classification head), by name.
+    """Trainable copies of peft's ``modules_to_save`` (a classification head) and the biases
+    peft trains (``bias="all"`` or ``"lora_only"``), by name.
 
     Names are relative to the base model, as in the exported adapter (``"score.weight"``); these
-    dense tensors are federated with the LoRA factors (sent whole, no rank).
+    dense tensors are federated with the LoRA factors (sent whole, no rank). Call it on a freshly
+    wrapped model: trained biases are found by ``requires_grad``, as peft leaves them.
     """
     from peft.utils import ModulesToSaveWrapper
 
@@ -122,4 +129,8 @@ def find_head_parameters(
         if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
             for param_name, param in module.modules_to_save[adapter_name].named_parameters():
                 found[f"{strip_peft_prefix(name)}.{param_name}"] = param
+    for name, param in model.named_parameters():
+        skip = ".lora_" in name or ".modules_to_save." in name or ".original_module." in name
+        if name.endswith(".bias") and param.requires_grad and not skip:
+            found[strip_peft_prefix(name)] = param
     return found

@@ -71,7 +71,9 @@ class RankMasks:
             if old_rank is not None and truncate != "none":
                 resize_factors(factors, old_rank, int(new_rank), truncate)
             self.ranks[name] = int(new_rank)
-            self._scales[name] = rank_scale(self.max_rank, int(new_rank), factors.device)
+            self._scales[name] = rank_scale(
+                self.max_rank, int(new_rank), factors.device, factors.rslora
+            )
 
     def state_dict(self) -> dict[str, int]:
         return dict(self.ranks)
@@ -91,11 +93,22 @@ def check_ranks(ranks: Mapping[str, int], layers: Mapping[str, object], max_rank
             raise ValueError(f"rank of `{name}` ({rank}) must be in [1, max_rank={max_rank}].")
 
 
-def rank_scale(max_rank: int, rank: int, device: torch.device) -> Tensor:
-    """Per-component output scale: ``max_rank / rank`` on the first ``rank`` entries, else 0."""
+def rank_scale(max_rank: int, rank: int, device: torch.device, rslora: bool = False) -> Tensor:
+    """Per-component output scale on the first ``rank`` entries (0 after them).
+
+    peft scales a max-rank adapter by ``alpha / max_rank`` (``alpha / sqrt(max_rank)`` with
+    rsLoRA); ``max_rank / rank`` (``sqrt(max_rank / rank)``) turns that into a rank-``rank``
+    adapter's ``alpha / rank`` (``alpha / sqrt(rank)``).
+    """
     scale = torch.zeros(max_rank, device=device)
-    scale[:rank] = max_rank / rank
+    scale[:rank] = _scaling_ratio(max_rank / rank, rslora)
     return scale
+
+
+def _scaling_ratio(ratio: float, rslora: bool) -> float:
+    """A ratio of ranks as a ratio of LoRA scalings: ``alpha / r`` goes as ``1 / r``, rsLoRA's
+    ``alpha / sqrt(r)`` as ``1 / sqrt(r)``."""
+    return ratio**0.5 if rslora else ratio
 
 
 def component_importance(lora_A: Tensor, lora_B: Tensor) -> Tensor:
@@ -114,8 +127,9 @@ def resize_factors(factors: LoraFactors, old_rank: int, new_rank: int, truncate:
     A, B, E = factors.lora_A, factors.lora_B, factors.lora_E  # (r_max, d_in), (d_out, r_max)
     if truncate not in ("importance", "svd", "prefix"):
         raise ValueError(f"`truncate` ({truncate!r}) must be importance, svd, prefix or none.")
+    ratio = _scaling_ratio(new_rank / old_rank, factors.rslora)
     if E is not None:
-        resize_svd_form(A, B, E, old_rank, new_rank, truncate)
+        resize_svd_form(A, B, E, old_rank, new_rank, truncate, ratio)
         return
     if new_rank < old_rank and truncate == "importance":
         order = torch.argsort(component_importance(A[:old_rank], B[:, :old_rank]), descending=True)
@@ -123,16 +137,18 @@ def resize_factors(factors: LoraFactors, old_rank: int, new_rank: int, truncate:
         B[:, :old_rank] = B[:, :old_rank][:, order]
     elif new_rank < old_rank and truncate == "svd":
         rotate_to_svd(A, B, old_rank)
-    # scaling alpha / r: keep scaling * B A of the kept components when r changes.
-    B[:, :new_rank] *= new_rank / old_rank
+    # scaling alpha / r (rsLoRA: alpha / sqrt(r)): keep scaling * B A of the kept components.
+    B[:, :new_rank] *= ratio
     B[:, new_rank:] = 0
 
 
-def resize_svd_form(A: Tensor, B: Tensor, E: Tensor, old_rank: int, new_rank: int, truncate: str):
+def resize_svd_form(
+    A: Tensor, B: Tensor, E: Tensor, old_rank: int, new_rank: int, truncate: str, ratio: float
+):
     """:func:`resize_factors` for ``B diag(E) A`` (in place): reorder by ``|e_i| ||b_i|| ||a_i||``
     or rotate to the exact SVD (``B``, ``A`` orthonormal, ``E`` the singular values); rescale
-    ``E`` for the new ``alpha / r``; zero the dropped ``e_i`` (their ``b_i``, ``a_i`` stay, so
-    a regrown component has a gradient, as in AdaLoRA)."""
+    ``E`` by ``ratio`` for the new ``alpha / r``; zero the dropped ``e_i`` (their ``b_i``, ``a_i``
+    stay, so a regrown component has a gradient, as in AdaLoRA)."""
     if new_rank < old_rank and truncate == "importance":
         importance = component_importance(A[:old_rank], B[:, :old_rank]) * E[:old_rank].abs()
         order = torch.argsort(importance, descending=True)
@@ -145,7 +161,7 @@ def resize_svd_form(A: Tensor, B: Tensor, E: Tensor, old_rank: int, new_rank: in
         B[:, :old_rank] = (qb @ u).to(B.dtype)
         A[:old_rank] = (vh @ qa.T).to(A.dtype)
         E[:old_rank] = s.to(E.dtype)
-    E[:new_rank] *= new_rank / old_rank
+    E[:new_rank] *= ratio
     E[new_rank:] = 0
 
 
