@@ -67,6 +67,7 @@ def run_one(args, num_clients: int, model_kwargs: dict, queue) -> None:
         keep_client_optimizer_state=args.keep_optimizer_state,
         export_dir=tempfile.mkdtemp(prefix="many_clients_adapter_"),
     )
+    module.configure_model()  # Lightning would build it in fit; measured here, before the data
     rss_model = _peak_rss_mb()
     datamodule = FederatedTextDataModule(
         source=ShakespeareCorpus(),

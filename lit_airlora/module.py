@@ -125,6 +125,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.save_hyperparameters()
         self.hparams.seed = resolve_seed(seed)
         _check_positive(learning_rate=learning_rate, server_learning_rate=server_learning_rate)
+        _check_nonnegative(weight_decay=weight_decay, gradient_clip_val=gradient_clip_val)
         self.optimizer_factory = factory_from_hparam(optimizer, torch.optim.Optimizer, "optimizer")
         self.task = from_hparam(task, Task, "task") or CausalLM()
         self.lora_settings, self.peft_config = lora_from_any(lora)
@@ -216,6 +217,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     @override
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load, exempting only the frozen base weights from ``strict`` (they are not saved)."""
+        self.configure_model()
         if strict:
             check_state_keys(self._saved_keys(), set(state_dict), type(self).__name__)
         return super().load_state_dict(state_dict, strict=False, assign=assign)
@@ -618,5 +620,11 @@ class ModelSource(NamedTuple):
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"`{name}` ({value}) must be positive.")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"`{name}` ({value}) must be a finite number > 0.")
+
+
+def _check_nonnegative(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"`{name}` ({value}) must be a finite number >= 0.")

@@ -97,7 +97,10 @@ def test_set_ranks_between_rounds_changes_the_payload(tmp_path, tiny_llama_dir, 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"learning_rate": 0.0}, r"`learning_rate` \(0.0\) must be positive"),
+        ({"learning_rate": 0.0}, r"`learning_rate` \(0.0\) must be a finite number > 0"),
+        ({"learning_rate": float("inf")}, r"`learning_rate` \(inf\) must be a finite number"),
+        ({"weight_decay": float("nan")}, r"`weight_decay` \(nan\) must be a finite number"),
+        ({"adapter_name": "my adapter"}, r"`adapter_name` \('my adapter'\) must be a name"),
         ({"client_ranks": [9]}, r"`client_ranks` entry \(9\)"),
         (
             {"model": "./no/such/folder"},

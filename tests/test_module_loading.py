@@ -231,3 +231,10 @@ def test_a_peft_config_from_yaml_trains_and_its_checkpoint_loads_alone(tmp_path,
     path = next(version.glob("checkpoints/last.ckpt"))
     loaded = FederatedLoRAModule.load_from_checkpoint(path)  # through LightningCLI's instantiator
     assert loaded.peft_config.use_rslora and loaded.lora_settings.max_rank == 4
+
+
+def test_a_checkpoint_of_another_module_is_refused_in_one_line(tiny_llama_dir):
+    module = tiny_module(tiny_llama_dir)
+    with pytest.raises(ConfigError, match=r"`--ckpt_path` \('other.ckpt'\) was not written by"):
+        module.check_checkpoint({"state_dict": {}, "epoch": 3}, "other.ckpt")
+    assert "model" not in module._modules  # checking a checkpoint loads no model
