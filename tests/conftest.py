@@ -12,6 +12,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _private_data_cache(tmp_path, monkeypatch):
+    """Each test sets up its data afresh: the data set-up cache lives in its own tmp folder."""
+    monkeypatch.setenv("LIT_AIRLORA_DATA_CACHE", str(tmp_path / "data_cache"))
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from transformers import ByT5Tokenizer

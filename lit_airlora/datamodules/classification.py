@@ -41,11 +41,16 @@ class FederatedClassificationDataModule(FederatedTextDataModule):
 
     _unit = "examples"
 
+    _part_type = Examples
     label_names: list[str] | None = None
 
     @override
     def _check_records(self, records: list[Record]) -> None:
         self._label_ids, self.label_names = encode_labels(records)
+
+    @override
+    def _setup_extras(self) -> dict[str, Any]:
+        return {"label_names": list(self.label_names or [])}
 
     @override
     def _dataset(self, parts: list[Examples]) -> ClientBlockDataset:

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import fields
 from typing import Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+from lit_airlora import __version__
 from lit_airlora.datamodules.blocks import ClientBlockDataset, RankShard
 from lit_airlora.datamodules.packing import Blocks, pack_client
 from lit_airlora.datamodules.partitioners import Partitioner, check_min_samples
 from lit_airlora.datamodules.sampler import RoundBatchSampler
 from lit_airlora.datamodules.schedule import PARTITION_STREAM, RoundSchedule
+from lit_airlora.datamodules.setup_cache import (
+    load_or_build,
+    object_fingerprint,
+    setup_key,
+    tokenizer_fingerprint,
+)
 from lit_airlora.datamodules.sources import Record, TextSource
 from lit_airlora.seeding import make_generator, resolve_seed
 
@@ -60,9 +68,14 @@ class FederatedTextDataModule(pl.LightningDataModule):
         seed: Seed of the partition and of the round schedule (``None``: the run's
             ``seed_everything`` seed).
         num_workers: DataLoader worker processes.
+        setup_cache: Keep the set-up's result (partitioned, tokenised and packed clients) on
+            disk under ``$LIT_AIRLORA_CACHE/data`` and reuse it in later runs with the same
+            source, partitioner, tokenizer, packing arguments and seed (see
+            :mod:`lit_airlora.datamodules.setup_cache`).
     """
 
     _unit = "blocks"  # what a sample is, for the partition summary
+    _part_type: type = Blocks  # what a client's packed data is
 
     def __init__(
         self,
@@ -79,6 +92,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         max_samples_per_client: int | None = None,
         seed: int | None = None,
         num_workers: int = 0,
+        setup_cache: bool = True,
     ):
         super().__init__()
         _check_types(source, partitioner)
@@ -98,6 +112,7 @@ class FederatedTextDataModule(pl.LightningDataModule):
         self.max_samples_per_client = max_samples_per_client
         self.seed = resolve_seed(seed)
         self.num_workers = num_workers
+        self.setup_cache = setup_cache
         self.tokenizer_obj: Any = None
         self.num_clients: int | None = None
         self.client_sizes: list[int] = []
@@ -109,27 +124,71 @@ class FederatedTextDataModule(pl.LightningDataModule):
 
     @override
     def setup(self, stage: str | None = None) -> None:
-        """Partition, tokenise and pack the clients (once; later calls do nothing)."""
+        """Partition, tokenise and pack the clients (once; later calls do nothing), or load the
+        result of an earlier run with the same data settings from the set-up cache."""
         if self.schedule is not None:
             return
         self.rank, self.world_size = _rank_and_world_size(self.trainer)
         tokenizer = self._resolve_tokenizer()
-        records = self.source.load()
-        self._check_records(records)
-        clients = self.partitioner.partition(records, make_generator(self.seed, PARTITION_STREAM))
-        check_min_samples(clients, self.min_samples_per_client)
-        _check_clients_per_round(self.clients_per_round, len(clients))
-        train, val = self._pack(tokenizer, records, clients)
-        self.num_clients = len(clients)
+        if self.setup_cache:
+            key = setup_key(self._setup_key_parts(tokenizer))
+            prepared, built = load_or_build(key, lambda: self._prepare(tokenizer))
+            if not built and self.rank == 0:
+                logger.info("Data set-up loaded from the cache (%s)", key[:12])
+        else:
+            prepared = self._prepare(tokenizer)
+        train = [self._part_type(**part) for part in prepared["train"]]
+        val = [self._part_type(**part) for part in prepared["val"]]
+        for name, value in prepared["extras"].items():
+            setattr(self, name, value)
+        _check_clients_per_round(self.clients_per_round, len(train))
+        self.num_clients = len(train)
         self.client_sizes = [len(b) for b in train]
-        self.client_names = self.partitioner.client_names(records, clients)
+        self.client_names = list(prepared["client_names"])
         self.train_set = self._dataset(train)
         self.val_set = self._dataset(val)
         self.schedule = RoundSchedule(
             self.num_clients, self.clients_per_round, self.local_steps, self.seed
         )
         if self.rank == 0:
-            logger.info(self._summary(records, clients, val))
+            logger.info(prepared["summary"])
+
+    def _prepare(self, tokenizer: Any) -> dict[str, Any]:
+        """Load, partition, tokenise and pack: the set-up's result as tensors and builtins."""
+        records = self.source.load()
+        self._check_records(records)
+        clients = self.partitioner.partition(records, make_generator(self.seed, PARTITION_STREAM))
+        check_min_samples(clients, self.min_samples_per_client)
+        _check_clients_per_round(self.clients_per_round, len(clients))
+        train, val = self._pack(tokenizer, records, clients)
+        self.client_sizes = [len(b) for b in train]
+        self.client_names = self.partitioner.client_names(records, clients)
+        return {
+            "train": [_part_tensors(part) for part in train],
+            "val": [_part_tensors(part) for part in val],
+            "client_names": list(self.client_names),
+            "summary": self._summary(records, clients, val),
+            "extras": self._setup_extras(),
+        }
+
+    def _setup_key_parts(self, tokenizer: Any) -> dict[str, Any]:
+        """Everything the set-up's result depends on (the cache key is their digest)."""
+        return {
+            "datamodule": f"{type(self).__module__}.{type(self).__qualname__}",
+            "source": object_fingerprint(self.source),
+            "partitioner": object_fingerprint(self.partitioner),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "seq_len": self.seq_len,
+            "val_fraction": self.val_fraction,
+            "min_samples_per_client": self.min_samples_per_client,
+            "max_samples_per_client": self.max_samples_per_client,
+            "seed": self.seed,
+            "version": __version__,
+        }
+
+    def _setup_extras(self) -> dict[str, Any]:
+        """Attributes set during the set-up that later steps read (subclasses: label names)."""
+        return {}
 
     @override
     def train_dataloader(self) -> DataLoader:
@@ -214,6 +273,12 @@ class FederatedTextDataModule(pl.LightningDataModule):
         if len(clients) > SUMMARY_CLIENTS:
             lines.append(f"  ... and {len(clients) - SUMMARY_CLIENTS} more clients")
         return "\n".join(lines)
+
+
+def _part_tensors(part: Any) -> dict[str, Any]:
+    """A client's packed data (a tensor dataclass) as a dict of compact tensors (a view of a
+    larger tensor would be saved with all of its storage)."""
+    return {f.name: getattr(part, f.name).clone() for f in fields(part)}
 
 
 def load_tokenizer(name: str) -> Any:

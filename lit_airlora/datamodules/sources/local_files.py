@@ -57,6 +57,12 @@ class LocalFiles(TextSource):
             records.extend(found)
         return records
 
+    def fingerprint(self) -> str:
+        """Arguments and each file's size and modification time (the set-up cache's key)."""
+        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self._files()]
+        fields = [self.paths, self.text_column, self.label_column, files]
+        return f"LocalFiles:{json.dumps(fields)}"
+
     def _files(self) -> list[Path]:
         files: list[Path] = []
         for raw in self.paths:

@@ -1,0 +1,152 @@
+"""Start-up of ``lit-airlora fit``: seconds from the command to the first training step.
+
+Each repeat launches a fresh interpreter that runs the CLI exactly as ``lit-airlora fit --config
+configs/quickstart.yaml`` does (``lit_airlora.cli.main``), with a few methods wrapped to stamp
+the wall clock: the end of the imports, the model load (module ``__init__``), the data set-up
+(partition, tokenise, pack), the round-0 validation and the first training step, after which the
+process exits. The model must be cached already (run the quickstart once). Target: first step in
+under 10 s on this machine. ``--fresh-data-cache`` empties the data set-up cache first (a first
+run on new data); otherwise the cache built by earlier runs is used.
+
+    .venv/bin/python benchmarks/startup.py [--repeats 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAMP_PREFIX = "STARTUP_STAMP"
+PHASES = ("imports", "model", "data", "round0_validation", "first_step")
+
+# Runs in the child: wrap the phases, then call the CLI's own entry point.
+CHILD = r"""
+import functools, os, sys, time
+def stamp(name):
+    print(f"{PREFIX} {name} {time.time():.6f}", flush=True)
+from lit_airlora.cli import main
+from lit_airlora.cli import app  # the LightningCLI's own imports, done by main() anyway
+from lit_airlora.datamodules.federated import FederatedTextDataModule
+from lit_airlora.module import FederatedLoRAModule
+stamp("imports")
+def after(cls, name, label):
+    original = getattr(cls, name)
+    @functools.wraps(original)  # keeps the signature LightningCLI reads
+    def wrapped(self, *a, **k):
+        out = original(self, *a, **k)
+        stamp(label)
+        return out
+    setattr(cls, name, wrapped)
+after(FederatedLoRAModule, "__init__", "model")
+after(FederatedTextDataModule, "setup", "data")
+after(FederatedLoRAModule, "on_train_start", "round0_validation")
+def first_step(self, batch, batch_idx):
+    stamp("first_step")
+    os._exit(0)
+FederatedLoRAModule.training_step = first_step
+main(sys.argv[1:])
+"""
+
+
+def run_once(config: str, threads: int, root_dir: str) -> dict[str, float]:
+    """Seconds from the launch to each phase's end, in one fresh process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    command = [
+        sys.executable,
+        "-c",
+        CHILD.replace("PREFIX", repr(STAMP_PREFIX)),
+        "fit",
+        "--config",
+        config,
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.default_root_dir",
+        root_dir,
+    ]
+    start = time.time()
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    stamps = parse_stamps(done.stdout, start)
+    if "first_step" not in stamps:
+        raise RuntimeError(f"The run never reached its first step:\n{done.stderr[-3000:]}")
+    return stamps
+
+
+def parse_stamps(stdout: str, start: float) -> dict[str, float]:
+    """``{phase: seconds since start}`` from the child's stamp lines."""
+    stamps = {}
+    for line in stdout.splitlines():
+        if line.startswith(STAMP_PREFIX):
+            _, name, when = line.split()
+            stamps.setdefault(name, float(when) - start)
+    return stamps
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median, min and max of each phase's end and of its own duration."""
+    summary = {}
+    for previous, phase in zip(("launch", *PHASES), PHASES, strict=False):
+        ends = [r[phase] for r in runs]
+        spans = [r[phase] - r.get(previous, 0.0) for r in runs]
+        summary[phase] = {
+            "at_s": statistics.median(ends),
+            "at_min_s": min(ends),
+            "at_max_s": max(ends),
+            "duration_s": statistics.median(spans),
+        }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/quickstart.yaml")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fresh-data-cache", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    args = parser.parse_args()
+    root_dir = tempfile.mkdtemp(prefix="startup_")
+    runs = []
+    for _ in range(args.repeats):
+        if args.fresh_data_cache:
+            shutil.rmtree(data_cache_dir(), ignore_errors=True)
+        runs.append(run_once(args.config, args.threads, root_dir))
+    summary = summarise(runs)
+    print(f"`lit-airlora fit --config {args.config}`, {args.repeats} launches")
+    print("| phase | ends at median (min-max) s | takes s |")
+    print("|---|---|---|")
+    for phase, v in summary.items():
+        print(
+            f"| {phase} | {v['at_s']:.2f} ({v['at_min_s']:.2f}-{v['at_max_s']:.2f}) "
+            f"| {v['duration_s']:.2f} |"
+        )
+    first = summary["first_step"]["at_s"]
+    print(f"first training step after {first:.2f} s (target < 10 s)")
+    if args.json is not None:
+        load = os.getloadavg()
+        payload = {"args": vars(args), "load_average": load, "runs": runs, **summary}
+        args.json.write_text(json.dumps(payload, indent=1, default=str))
+
+
+def data_cache_dir() -> Path:
+    """Where the data set-up cache lives (see ``lit_airlora.datamodules.cache``)."""
+    from lit_airlora.models import cache_root
+
+    return cache_root() / "data"
+
+
+if __name__ == "__main__":
+    main()
