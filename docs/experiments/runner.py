@@ -110,8 +110,9 @@ def prepared_config(config: dict, overrides: dict, run_dir: Path) -> dict:
     return config
 
 
-def run(config: dict, overrides: dict, name: str, threads: int = 2) -> dict:
-    """Train one config; returns perplexity by round, per-round metrics, bits and wall time."""
+def run(config: dict, overrides: dict, name: str, threads: int = 2, after_fit=None) -> dict:
+    """Train one config; returns perplexity by round, per-round metrics, bits and wall time,
+    and what ``after_fit(cli)`` returns (a dict) when given."""
     import torch
 
     from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
@@ -135,13 +136,15 @@ def run(config: dict, overrides: dict, name: str, threads: int = 2) -> dict:
     cli.trainer.callbacks.append(recorder)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    wall_s = time.perf_counter() - start
     return {
+        **(after_fit(cli) if after_fit is not None else {}),
         "name": name,
         "perplexity": list(cli.model.perplexity_history),
         "rounds": recorder.rounds,
         "total_bits": float(cli.model.ledger.total_bits),
         "adapter_shapes": {k: list(v.shape) for k, v in cli.model.global_adapter.items()},
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall_s,
     }
 
 

@@ -1,0 +1,46 @@
+"""The five-system comparison puts every system on the same uplink SNR distribution: each path
+it overrides must name an SNR model that the system's own config file really has."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "docs" / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+all_systems = pytest.importorskip("all_systems")
+
+
+def _get(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+@pytest.mark.parametrize("system", list(all_systems.SYSTEMS))
+def test_every_uplink_snr_model_is_replaced_by_the_shared_one(system):
+    parser = argparse.ArgumentParser()
+    all_systems.runner.add_scale_arguments(parser)
+    args = parser.parse_args([])
+    args.snr_low_db, args.snr_high_db = 3.0, 17.0
+    overrides = all_systems.overrides(args, system)
+    # The channel lives in the system's last file (the quickstart base has no callbacks, so
+    # callback indices are the same once composed).
+    path = all_systems.runner.CONFIGS / all_systems.SYSTEMS[system][-1]
+    own = yaml.safe_load(path.read_text())
+    for dotted in all_systems.SNR_PATHS[system]:
+        assert dotted.endswith("large_scale")
+        assert _get(own, dotted), f"{path.name} has no SNR model at {dotted}"
+        shared = {"low_db": 3.0, "high_db": 17.0, "seed": 0}
+        assert overrides[dotted]["init_args"] == shared
+    text = path.read_text()
+    assert bool(all_systems.SNR_PATHS[system]) == ("large_scale" in text)
+    kept = all_systems.KEPT_SNR_PATHS.get(system, [])
+    for dotted in kept:
+        assert _get(own, dotted) and dotted not in overrides
+    assert text.count("large_scale:") == len(all_systems.SNR_PATHS[system]) + len(kept)
