@@ -143,7 +143,7 @@ def _bare_round(model, optimizer, loader, passes: PassTimer) -> None:
     for batch in loader:  # batches built here, inside the timed region
         if int(batch["client_id"][0]) != client:
             if client is not None:
-                updates.append(get_peft_model_state_dict(model))
+                updates.append(_adapter_copy(model))
             client = int(batch["client_id"][0])
             set_peft_model_state_dict(model, global_state)
             optimizer.state.clear()
@@ -155,9 +155,17 @@ def _bare_round(model, optimizer, loader, passes: PassTimer) -> None:
         backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    updates.append(get_peft_model_state_dict(model))
+    updates.append(_adapter_copy(model))
     mean = {n: torch.stack([u[n] for u in updates]).mean(0) for n in global_state}
     set_peft_model_state_dict(model, mean)
+
+
+def _adapter_copy(model) -> dict:
+    """The adapter's tensors, copied: peft's state dict shares storage with the parameters, so
+    keeping it as a client's upload would keep the next client's weights instead."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def _peak_rss_mb() -> float:
