@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lit_airlora.errors import ConfigError
@@ -510,7 +511,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         )
         self.last_metrics.update(ctx.metrics)
         if not finite:
-            log.warning("Round %d: non-finite aggregate; global adapter left unchanged.", round_idx)
+            rank_zero_warn(
+                f"Round {round_idx}: non-finite aggregate; global adapter left unchanged."
+            )
         # Callbacks observe the new global adapter and may add metrics of their own.
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
         self.round_metrics = dict(ctx.metrics)
@@ -591,7 +594,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.rank_masks.set_ranks(self.clients.global_ranks, truncate="none")
         self.clients.start_round()
         load_adapter_tensors(self.lora_layers, self.global_adapter)
-        log.warning("Training stopped inside round %d; the round is dropped.", self.current_epoch)
+        rank_zero_warn(f"Training stopped inside round {self.current_epoch}; the round is dropped.")
 
 
 def _check_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:

@@ -7,11 +7,8 @@ what to use instead. Flags Lightning itself refuses under manual optimisation
 
 from __future__ import annotations
 
-import logging
-
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
-
-log = logging.getLogger(__name__)
+from lightning.pytorch.utilities import rank_zero_info
 
 #: Precisions that cast the adapters themselves to half precision (LoRA maths stays float32).
 HALF_WEIGHT_PRECISIONS = (
@@ -83,4 +80,4 @@ def _time_limit_at_round_ends(trainer) -> None:
         if type(callback) is Timer and callback.time_remaining() is not None and per_step:
             seconds = callback.time_remaining()
             trainer.callbacks[i] = Timer(duration={"seconds": seconds}, interval="epoch")
-            log.info("`max_time` is checked at the end of each round (a round is never cut).")
+            rank_zero_info("`max_time` is checked at the end of each round (a round is never cut).")

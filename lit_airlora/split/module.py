@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
@@ -28,8 +28,6 @@ from lit_airlora.split.links import IdealLink, TensorLink
 from lit_airlora.split.step import Hop, split_step
 from lit_airlora.split.tiers import DecoderParts
 from lit_airlora.split.traffic import SplitTraffic
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -289,7 +287,7 @@ class SplitLLMModule(FederatedLoRAModule):
         load_adapter_tensors(self.lora_layers, self.global_adapter)
         ctx.metrics.update(self._round_metrics(ctx, names, finite))
         if not finite:
-            log.warning("Round %d: non-finite aggregate; adapters left unchanged.", round_idx)
+            rank_zero_warn(f"Round {round_idx}: non-finite aggregate; adapters left unchanged.")
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
         self.round_metrics = dict(ctx.metrics)
 
