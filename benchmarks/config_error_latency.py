@@ -8,8 +8,8 @@ traceback (exit code 1), and its message column shows the traceback's last error
 is not refused within ``--timeout`` seconds is reported as such. Target: every ``cli`` figure
 under 5 s on 2 CPU cores. The ``(parser)`` cases are mistakes the LightningCLI parser finds;
 the preflight answers them from the classes' signatures read with ``ast``
-(:mod:`lit_airlora.cli.static_types`). The last case is a range only the class itself checks
-(``LoRASettings``): it is answered after the imports, as a reference.
+(:mod:`lit_airlora.cli.static_types`). The last case needs the model (LoRA target modules that
+match none of its layers): it is answered after the imports and the model load, as a reference.
 
     .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--baseline-repeats N]
         [--timeout 120] [--json]
@@ -53,7 +53,7 @@ def cases(scratch: Path) -> dict[str, list[str]]:
         "no such class_path (parser)": [
             "--model.init_args.aggregator=lit_airlora.federated.aggregators.Nope"
         ],
-        "class's own check (dropout=1.5)": ["--model.init_args.lora.dropout=1.5"],
+        "needs the model (target_modules)": ["--model.init_args.lora.target_modules=[nope]"],
     }
 
 

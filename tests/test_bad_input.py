@@ -44,6 +44,8 @@ COMMON = [
     ("model.init_args.server_learning_rate", ".nan"),
     ("model.init_args.lora.max_rank", "abc"),
     ("model.init_args.lora.rank", "99"),
+    ("model.init_args.lora.dropout", "1.5"),
+    ("data.init_args.val_fraction", "1"),
     ("data.init_args.clients_per_round", "99"),
 ]
 

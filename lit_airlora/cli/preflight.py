@@ -23,6 +23,8 @@ from lit_airlora.cli.static_types import check_classes
 from lit_airlora.errors import ConfigError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# libyaml's safe loader when PyYAML was built with it: the same documents, 10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NON_FINITE = {"nan", ".nan", "inf", "+inf", "-inf", ".inf", "+.inf", "-.inf", "infinity"}
 _NON_FINITE |= {"+infinity", "-infinity"}
 _SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
@@ -31,6 +33,8 @@ _POSITIVE = {"learning_rate", "server_learning_rate", "lr", "alpha", "tx_power_w
 _POSITIVE_SUFFIXES = ("_hz", "_snr_linear", "_w")
 _COUNTS = {"max_rank", "num_clients", "clients_per_round", "local_steps", "batch_size"}
 _COUNTS |= {"val_batch_size", "seq_len"}
+# Fractions that must lie in [0, 1): dropout probabilities, held-out and dropped shares.
+_FRACTIONS = {"dropout", "val_fraction", "rho"}
 _NUMERIC_SUFFIXES = ("_hz", "_db", "_dbm", "_w", "_s", "_m", "_mps")
 
 
@@ -90,7 +94,7 @@ def _load_yaml(path: str) -> dict:
     if not file.is_file():
         raise ConfigError(f"`--config` ({path!r}): no such file. Give the path of a YAML config.")
     try:
-        loaded = yaml.safe_load(file.read_text())
+        loaded = yaml.load(file.read_text(), Loader=_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -182,10 +186,13 @@ def check_value(path: str, value: Any) -> None:
         raise ConfigError(f"`{path}` ({value}) must be > 0.")
     if name in _COUNTS and (number < 1 or number != int(number)):
         raise ConfigError(f"`{path}` ({value}) must be a positive integer.")
+    if name in _FRACTIONS and not 0 <= number < 1:
+        raise ConfigError(f"`{path}` ({value}) must be in [0, 1).")
 
 
 def _numeric_name(name: str) -> bool:
-    return name in _POSITIVE or name in _COUNTS or name.endswith(_NUMERIC_SUFFIXES)
+    numeric = name in _POSITIVE or name in _COUNTS or name in _FRACTIONS
+    return numeric or name.endswith(_NUMERIC_SUFFIXES)
 
 
 def _init_args(node: Any) -> dict:
