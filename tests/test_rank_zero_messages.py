@@ -9,6 +9,12 @@ from pathlib import Path
 import lit_airlora
 
 PER_RANK_CALLS = {("warnings", "warn"), ("log", "warning"), ("logger", "warning")}
+#: Warnings that only one process can emit, with the reason.
+ONE_PROCESS = {
+    # The process that finds the cache unreadable rebuilds it under a file lock; the others then
+    # read the rebuilt file (and whichever rank it is must say so).
+    "setup_cache.py",
+}
 
 
 def _per_rank_warnings(path: Path) -> list[str]:
@@ -23,5 +29,6 @@ def _per_rank_warnings(path: Path) -> list[str]:
 
 def test_the_package_warns_through_rank_zero_helpers():
     root = Path(lit_airlora.__file__).parent
-    found = [hit for path in sorted(root.rglob("*.py")) for hit in _per_rank_warnings(path)]
+    paths = [p for p in sorted(root.rglob("*.py")) if p.name not in ONE_PROCESS]
+    found = [hit for path in paths for hit in _per_rank_warnings(path)]
     assert not found, found
