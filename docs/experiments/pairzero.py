@@ -1,19 +1,22 @@
-"""pAirZero: zeroth-order federated fine-tuning over the air, against SNR, schedule and FO-Adam.
+"""pAirZero: zeroth-order federated fine-tuning over the air against SNR, schedule, FO baselines.
 
-Runs (SmolLM2-135M, LoRA factors, Shakespeare roles as clients; configs/pairzero_*.yaml):
-Perfect (noise-free mean of the scalars, no privacy), analog pAirZero and Sign-pAirZero at each
-``--snrs`` value (every client at that mean SNR, Rayleigh fading, truncation 10 dB below the
-mean, (epsilon, delta) = (5, 0.01) spent along the optimised schedule), analog pAirZero at
-``--schedule-snr`` with the Static and Reversed schedules, and the FO-Adam baseline on the same
-clients and minibatches. Records held-out perplexity before round 1 and after the last round,
-the aggregation error of the broadcast scalars against their noise-free mean (per round), sign
-flips, epsilon and uplink bits per client per round.
+Runs (SmolLM2-135M, LoRA factors plus the classification head; configs/pairzero_*.yaml on
+``--task``: ``bbc`` = BBC News 5-class accuracy, 5 Dirichlet(0.5) clients, as the paper's SST-2
+accuracy; ``shakespeare`` = held-out perplexity, 5 roles as clients): Perfect (noise-free mean of
+the scalars, no privacy), analog pAirZero and Sign-pAirZero at each ``--snrs`` value (the maximum
+mean SNR at full power, Rayleigh fading, truncation 10 dB below it, (epsilon, delta) = (5, 0.01)
+spent along the optimised schedule), analog pAirZero at ``--schedule-snr`` with the Static and
+Reversed schedules, and the FO-Adam and FO-SGD baselines on the same clients and minibatches.
+Records the held-out metric before round 1, every ``--val-every`` rounds and after the last one,
+the error of the broadcast scalars against their noise-free mean (per round), sign flips,
+epsilon and uplink bits per client per round.
 
-    python docs/experiments/pairzero.py --rounds 30 --snrs 0 20      # the short run of results.md
-    python docs/experiments/pairzero.py --rounds 8000 --snrs 0 5 10 15 20 --batch-size 16 ...
+    python docs/experiments/pairzero.py --task bbc --rounds 60 --snrs 0 10 20 --threads 1
+    python docs/experiments/pairzero.py --task bbc --rounds 8000 --snrs 0 5 10 15 20 ...  # paper
 
 Runs are saved to the JSON one by one; ``--resume`` skips those already there. Writes
-docs/figures/pairzero.json, pairzero.md (table) and pairzero.png.
+docs/figures/pairzero_<task>.json, .md (table) and .png (metric against maximum SNR; scalar
+error per round).
 """
 
 from __future__ import annotations
@@ -25,29 +28,36 @@ from pathlib import Path
 
 import runner
 
-TASK = ["quickstart.yaml", "pairzero/task.yaml"]
-ZO = [*TASK, "pairzero/zeroth_order.yaml"]
+TASKS = {
+    "bbc": ["quickstart.yaml", "classification_bbc.yaml", "pairzero/task.yaml"],
+    "shakespeare": ["quickstart.yaml", "pairzero/task.yaml"],
+}
 CALLBACK = "trainer.callbacks.0.init_args."
+ZO = "model.init_args.zeroth_order.init_args."
 
 
 def runs(args) -> dict[str, tuple[list[str], dict]]:
-    """Run name -> (config files as the header command composes them, dotted overrides)."""
-    out = {
-        "Perfect": ([*ZO, "pairzero_perfect.yaml"], {}),
-        "FO-Adam": (
-            [*TASK, "pairzero_fo_adam.yaml"],
-            {"model.init_args.learning_rate": args.fo_lr},
-        ),
-    }
-    for snr in args.snrs:
+    """Run name -> (config files as the header commands compose them, dotted overrides)."""
+    task = TASKS[args.task]
+    zo = [*task, "pairzero/zeroth_order.yaml"]
+    out = {"Perfect": ([*zo, "pairzero_perfect.yaml"], {ZO + "learning_rate": args.zo_lr})}
+    for snr in sorted(args.snrs, reverse=True):  # the paper's regime (high SNR) first
         for label, name in (("Analog", "pairzero_analog.yaml"), ("Sign", "pairzero_sign.yaml")):
-            out[f"{label} {snr:g} dB"] = ([*ZO, name], channel(snr, "optimised", label, args))
+            out[f"{label} {snr:g} dB"] = ([*zo, name], channel(snr, "optimised", label, args))
     for schedule in ("static", "reversed"):
         overrides = channel(args.schedule_snr, schedule, "Analog", args)
         out[f"Analog {args.schedule_snr:g} dB, {schedule}"] = (
-            [*ZO, "pairzero_analog.yaml"],
+            [*zo, "pairzero_analog.yaml"],
             overrides,
         )
+    out["FO-Adam"] = (
+        [*task, "pairzero_fo_adam.yaml"],
+        {"model.init_args.learning_rate": args.fo_lr},
+    )
+    out["FO-SGD"] = (
+        [*task, "pairzero_fo_sgd.yaml"],
+        {"model.init_args.optimizer.init_args.lr": args.fo_sgd_lr},
+    )
     return out
 
 
@@ -58,9 +68,7 @@ def channel(snr_db: float, schedule: str, label: str, args) -> dict:
         CALLBACK + "privacy.init_args.schedule": schedule,
         CALLBACK + "privacy.init_args.epsilon": args.epsilon,
         CALLBACK + "privacy.init_args.contraction": args.contraction,
-        "model.init_args.zeroth_order.init_args.learning_rate": args.sign_lr
-        if label == "Sign"
-        else args.zo_lr,
+        ZO + "learning_rate": args.sign_lr if label == "Sign" else args.zo_lr,
     }
 
 
@@ -68,25 +76,26 @@ def scale(args) -> dict:
     data = "data.init_args."
     return {
         "trainer.max_epochs": args.rounds,
-        "trainer.check_val_every_n_epoch": args.rounds,
+        "trainer.check_val_every_n_epoch": args.val_every or args.rounds,
         data + "seq_len": args.seq_len,
         data + "batch_size": args.batch_size,
         data + "val_fraction": args.val_fraction,
         data + "max_samples_per_client": args.max_samples,
-        "model.init_args.zeroth_order.init_args.num_perturbations": args.perturbations,
-        "model.init_args.zeroth_order.init_args.clip": args.clip,
+        ZO + "num_perturbations": args.perturbations,
+        ZO + "clip": args.clip,
     }
 
 
 def summarise(name: str, result: dict) -> dict:
-    rounds = result["rounds"]
-    ppl = result["perplexity"]
+    rounds, history = result["rounds"], result["history"]
     last = rounds[-1] if rounds else {}
     return {
         "run": name,
+        "snr_db": _snr(name),
         "rounds": len(rounds),
-        "ppl_start": ppl[0],
-        "ppl_end": ppl[-1],
+        "metric_start": history[0],
+        "metric_end": history[-1],
+        "metric_by_validation": history,
         "agg_mse": runner.mean_metric(result, "channel/agg_mse"),
         "agg_mse_by_round": [r.get("channel/agg_mse", math.nan) for r in rounds],
         "sign_flip_rate": runner.mean_metric(result, "channel/sign_flip_rate"),
@@ -96,34 +105,54 @@ def summarise(name: str, result: dict) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
+def _snr(name: str) -> float:
+    words = name.replace(",", "").split()
+    return float(words[1]) if len(words) > 2 and words[2] == "dB" else math.nan
+
+
+def table(rows: list[dict], metric: str) -> str:
     lines = [
-        "| run | rounds | ppl before | ppl after | scalar MSE | sign flips | epsilon "
-        "| bits/client/round |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| run | rounds | {metric} before | {metric} after | scalar MSE | sign flips | epsilon "
+        "| bits/client/round | wall (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         flips = "" if math.isnan(r["sign_flip_rate"]) else f"{r['sign_flip_rate']:.3f}"
         mse = "" if math.isnan(r["agg_mse"]) else f"{r['agg_mse']:.3g}"
         eps = "inf (no noise)" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3f}"
         lines.append(
-            f"| {r['run']} | {r['rounds']} | {r['ppl_start']:.3f} | {r['ppl_end']:.3f} | {mse} "
-            f"| {flips} | {eps} | {r['bits_per_client_round']:.0f} |"
+            f"| {r['run']} | {r['rounds']} | {r['metric_start']:.3f} | {r['metric_end']:.3f} "
+            f"| {mse} | {flips} | {eps} | {r['bits_per_client_round']:.0f} "
+            f"| {r['wall_s'] / 60:.1f} |"
         )
     return "\n".join(lines)
 
 
-def figure(rows: list[dict], path: Path) -> None:
+def figure(rows: list[dict], metric: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [r["run"] for r in rows]
-    left.barh(names, [r["ppl_end"] - r["ppl_start"] for r in rows])
-    left.set_xlabel("held-out perplexity change over the run")
-    left.axvline(0, color="k", lw=0.5)
+    for label, marker in (("Analog", "o"), ("Sign", "s")):
+        points = sorted(
+            (r["snr_db"], r["metric_end"])
+            for r in rows
+            if r["run"].startswith(label) and not math.isnan(r["snr_db"])
+        )
+        if points:
+            left.plot(*zip(*points, strict=True), marker=marker, label=f"{label} (optimised)")
+    for r in rows:
+        if "static" in r["run"] or "reversed" in r["run"]:
+            snr = float(r["run"].split()[1])
+            left.scatter([snr], [r["metric_end"]], marker="x", label=r["run"], zorder=3)
+        elif math.isnan(r["snr_db"]):  # Perfect and the first-order baselines
+            left.axhline(r["metric_end"], ls="--", lw=0.8, label=r["run"], color=_colour(r["run"]))
+    left.axhline(rows[0]["metric_start"], color="k", lw=0.5, label="before round 1")
+    left.set_xlabel("maximum mean SNR (dB)")
+    left.set_ylabel(f"held-out {metric} after the last round")
+    left.legend(fontsize=7)
     for r in rows:
         if r["run"].startswith("Analog") and not math.isnan(r["agg_mse"]):
             right.semilogy(r["agg_mse_by_round"], label=r["run"])
@@ -134,10 +163,16 @@ def figure(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def _colour(name: str) -> str:
+    return {"Perfect": "tab:green", "FO-Adam": "tab:red", "FO-SGD": "tab:purple"}.get(name, "grey")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="bbc")
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 20.0])
+    parser.add_argument("--val-every", type=int, default=0, help="0: before and after only")
+    parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 10.0, 20.0])
     parser.add_argument("--schedule-snr", type=float, default=20.0)
     parser.add_argument("--epsilon", type=float, default=5.0)
     parser.add_argument("--contraction", type=float, default=0.95)
@@ -145,19 +180,25 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=100.0, help="gamma (the paper: 100)")
     parser.add_argument("--zo-lr", type=float, default=1e-4)
     parser.add_argument("--sign-lr", type=float, default=1e-4)
-    parser.add_argument("--fo-lr", type=float, default=1e-3)
+    parser.add_argument("--fo-lr", type=float, default=1e-3, help="FO-Adam step size")
+    parser.add_argument("--fo-sgd-lr", type=float, default=0.05)
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--max-samples", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--val-fraction", type=float, default=0.3)
+    parser.add_argument("--max-samples", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="+", help="run only these names")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--out", default=str(runner.FIGURES / "pairzero"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="output stem (default docs/figures/pairzero_<task>)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     from lit_airlora.cli import compose_config
 
-    out = Path(args.out)
+    out = Path(args.out or runner.FIGURES / f"pairzero_{args.task}")
+    metric = "accuracy" if args.task == "bbc" else "perplexity"
     raw = json.loads(out.with_suffix(".json").read_text()) if args.resume else {"runs": []}
     raw["args"] = vars(args)
     done = {r["run"] for r in raw["runs"]}
@@ -166,16 +207,17 @@ def main() -> None:
             continue
         config = compose_config(*(runner.CONFIGS / f for f in files))
         overrides = {**scale(args), **overrides}
-        if config["model"]["init_args"].get("zeroth_order") is None:  # FO-Adam
+        if config["model"]["init_args"].get("zeroth_order") is None:  # first-order baselines
             overrides = {k: v for k, v in overrides.items() if "zeroth_order" not in k}
-        result = runner.run(config, overrides, f"pairzero_{len(done)}", args.threads)
+        result = runner.run(config, overrides, f"pairzero_{args.task}_{len(done)}", args.threads)
         raw["runs"].append(summarise(name, result))
         done.add(name)
         out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
-        print(f"{name}: {raw['runs'][-1]['ppl_start']:.3f} -> {raw['runs'][-1]['ppl_end']:.3f}")
-    out.with_suffix(".md").write_text(table(raw["runs"]) + "\n")
-    figure(raw["runs"], out.with_suffix(".png"))
-    print(table(raw["runs"]))
+        r = raw["runs"][-1]
+        print(f"{name}: {r['metric_start']:.3f} -> {r['metric_end']:.3f}", flush=True)
+    out.with_suffix(".md").write_text(table(raw["runs"], metric) + "\n")
+    figure(raw["runs"], metric, out.with_suffix(".png"))
+    print(table(raw["runs"], metric))
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def run(config: dict, overrides: dict, name: str, threads: int = 2, after_fit=No
         **(after_fit(cli) if after_fit is not None else {}),
         "name": name,
         "perplexity": list(cli.model.perplexity_history),
+        "history": list(cli.model.history),  # the task's headline metric, round 0 first
         "rounds": recorder.rounds,
         "total_bits": float(cli.model.ledger.total_bits),
         "adapter_shapes": {k: list(v.shape) for k, v in cli.model.global_adapter.items()},

@@ -8,7 +8,8 @@ Evaluating the loss at ``theta + mu z`` by adding ``mu z`` in place and later su
 not give ``theta`` back in float32 (about half the entries of a float32 tensor differ in their
 last bits after ``+mu z, -2 mu z, +mu z``), so :func:`perturbed` perturbs each parameter only
 while the module that owns it runs and copies the original back right after: one module's
-parameters are copied at a time, and ``theta`` is restored bit for bit. The update
+parameters are copied at a time (of an embedding table, only the rows the batch looks up), and
+``theta`` is restored bit for bit. The update
 ``theta <- theta - lr g z`` (:func:`add_direction_`) is in place.
 """
 
@@ -48,6 +49,34 @@ def add_gaussian_(param: Tensor, seed: int, scale: float) -> None:
             chunk.shape, generator=generator, dtype=chunk.dtype, device=chunk.device
         )
         chunk.add_(noise, alpha=scale)
+
+
+@torch.no_grad()
+def add_gaussian_rows_(param: Tensor, seed: int, scale: float, rows: Tensor) -> None:
+    """``param[rows] += scale * z[rows]`` in place: :func:`add_gaussian_` on some rows only.
+
+    ``z`` is drawn chunk by chunk exactly as :func:`add_gaussian_` draws it (the generator must
+    run through every chunk), but only the entries of ``rows`` are written.
+
+    Args:
+        param: A contiguous 2-D floating tensor (an embedding table), modified in place.
+        seed: Seed of this parameter's part of the direction.
+        scale: Multiplier of ``z``.
+        rows: Sorted, unique row indices, ``[num_rows]``, int64.
+    """
+    generator = make_generator(seed, device=param.device)
+    flat = param.data.view(-1)  # (numel,)
+    width = param.shape[1]
+    columns = torch.arange(width, device=rows.device)
+    index = (rows[:, None] * width + columns).view(-1)  # sorted flat positions of the rows
+    for start in range(0, flat.numel(), CHUNK):
+        end = min(start + CHUNK, flat.numel())
+        noise = torch.randn(end - start, generator=generator, dtype=flat.dtype, device=flat.device)
+        bounds = torch.tensor([start, end], device=index.device)
+        low, high = torch.searchsorted(index, bounds).tolist()
+        if high > low:
+            picked = index[low:high]
+            flat[picked] = flat[picked].add(noise[picked - start], alpha=scale)
 
 
 def add_direction_(params: Sequence[Tensor], seed: int, scale: float) -> None:
@@ -110,6 +139,8 @@ def _owners(model: nn.Module, seeds: dict[int, int]) -> dict[nn.Module, list[Ten
 
 
 def _hooks(module: nn.Module, owned: list[Tensor], seeds: dict, scale: float, fired: set) -> list:
+    if _is_plain_embedding(module, owned):
+        return _embedding_hooks(module, seeds, scale, fired)
     saved: list[Tensor] = []
 
     def perturb(_module, _inputs):
@@ -125,6 +156,33 @@ def _hooks(module: nn.Module, owned: list[Tensor], seeds: dict, scale: float, fi
         saved.clear()
 
     return [module.register_forward_pre_hook(perturb), module.register_forward_hook(restore)]
+
+
+def _is_plain_embedding(module: nn.Module, owned: list[Tensor]) -> bool:
+    # max_norm renormalises looked-up rows in place, so such a table takes the copying path.
+    plain = type(module) is nn.Embedding and module.max_norm is None
+    return plain and len(owned) == 1 and owned[0] is module.weight
+
+
+def _embedding_hooks(module: nn.Embedding, seeds: dict, scale: float, fired: set) -> list:
+    """A lookup reads only the rows of its ids: perturb and keep a copy of those rows alone,
+    not of the whole table (the 49,152 x 576 table of SmolLM2 is 113 MiB in float32)."""
+    weight, saved = module.weight, {}
+
+    def perturb(_module, args, kwargs):
+        rows = torch.unique(args[0] if args else kwargs["input"])  # sorted
+        saved["rows"], saved["values"] = rows, weight.detach()[rows].clone()
+        add_gaussian_rows_(weight, seeds[id(weight)], scale, rows)
+        fired.add(id(weight))
+
+    def restore(_module, _inputs, _output):
+        with torch.no_grad():
+            weight[saved.pop("rows")] = saved.pop("values")
+
+    return [
+        module.register_forward_pre_hook(perturb, with_kwargs=True),
+        module.register_forward_hook(restore),
+    ]
 
 
 def projected_gradient(loss_plus: Tensor, loss_minus: Tensor, mu: float) -> Tensor:

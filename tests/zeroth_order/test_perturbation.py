@@ -7,8 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from lit_airlora.zeroth_order import perturbation
 from lit_airlora.zeroth_order.perturbation import (
     add_direction_,
+    add_gaussian_,
+    add_gaussian_rows_,
     direction,
     direction_seed,
     perturbed,
@@ -81,3 +84,17 @@ def test_unused_parameter_is_reported():
     block = perturbed(model, list(model.parameters()), 0, 1e-3)
     with pytest.raises(RuntimeError, match="not used by a forward pass"), block:
         model[0](torch.ones(1, 2))
+
+
+def test_rows_of_a_direction_are_the_rows_of_the_whole_direction(monkeypatch):
+    # An embedding lookup perturbs only its rows; chunks of 37 values cut rows of 8 mid-way.
+    monkeypatch.setattr(perturbation, "CHUNK", 37)
+    table = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    rows = torch.tensor([0, 3, 4, 20, 49])
+    whole, part = table.clone(), table.clone()
+    add_gaussian_(whole, 11, 0.5)
+    add_gaussian_rows_(part, 11, 0.5, rows)
+    torch.testing.assert_close(part[rows], whole[rows], rtol=0, atol=1e-6)  # FMA or not
+    others = torch.ones(50, dtype=torch.bool)
+    others[rows] = False
+    assert torch.equal(part[others], table[others]) and not torch.equal(part[rows], table[rows])
