@@ -7,7 +7,7 @@ head). Every variant runs ``--repeats`` times, each in a fresh spawned process:
 
 1. Every library the round needs is imported (torch, transformers, peft, lit_airlora), a warm-up
    forward pass on a tiny model initialises the kernels, and the RSS is noted: the *baseline*.
-   The libraries (~0.5-1 GB with Lightning's stack in a real run) are the same for ZO and
+   The libraries (about 0.4 GiB here; a Lightning run imports more) are the same for ZO and
    FO-Adam and are not memory of a round.
 2. The model is loaded and its weights copied into ordinary memory (the cache is memory-mapped:
    without the copy, pages of the weights would be counted whenever the round first touched
