@@ -323,11 +323,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Run order: a method at every SNR before the next, so that a cut run still has whole rows.
+ORDER = (*FIXED, "AirLLM (PPO + DDIM)", "capacity-greedy", "PPO-only", "random-feasible")
+
+
 def runs_to_do(args) -> list[tuple[str, float]]:
-    """(method, SNR) pairs in order: lowest SNR first, a shared fixed rank once."""
+    """(method, SNR) pairs: method by method (``ORDER``), lowest SNR first; a shared fixed
+    rank trains once, at the first SNR."""
     todo = []
-    for snr_db in args.snrs:
-        for method in args.methods:
+    for method in sorted(args.methods, key=ORDER.index):
+        for snr_db in args.snrs:
             if args.share_fixed and method in FIXED and snr_db != args.snrs[0]:
                 continue
             todo.append((method, snr_db))

@@ -36,9 +36,16 @@ def test_bad_arguments_get_one_line(script, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_fixed_ranks_train_once_and_the_lowest_snr_runs_first(script):
-    args = script.parse_args(["--snrs", "-5", "10", "--methods", "fixed r=1", "PPO-only"])
-    assert script.runs_to_do(args) == [("fixed r=1", -5.0), ("PPO-only", -5.0), ("PPO-only", 10.0)]
+def test_fixed_ranks_train_once_and_methods_run_row_by_row(script):
+    methods = ["PPO-only", "fixed r=1", "AirLLM (PPO + DDIM)"]
+    args = script.parse_args(["--snrs", "-5", "10", "--methods", *methods])
+    assert script.runs_to_do(args) == [
+        ("fixed r=1", -5.0),
+        ("AirLLM (PPO + DDIM)", -5.0),
+        ("AirLLM (PPO + DDIM)", 10.0),
+        ("PPO-only", -5.0),
+        ("PPO-only", 10.0),
+    ]
     args = script.parse_args(["--snrs", "-5", "10", "--methods", "fixed r=1", "--no-share-fixed"])
     assert script.runs_to_do(args) == [("fixed r=1", -5.0), ("fixed r=1", 10.0)]
 
