@@ -36,14 +36,16 @@ def test_bad_arguments_get_one_line(script, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_fixed_ranks_train_once_and_methods_run_row_by_row(script):
+def test_fixed_ranks_train_once_and_low_snrs_run_first(script):
     methods = ["PPO-only", "fixed r=1", "AirLLM (PPO + DDIM)"]
-    args = script.parse_args(["--snrs", "-5", "10", "--methods", *methods])
+    args = script.parse_args(["--snrs", "-5", "0", "10", "--methods", *methods])
     assert script.runs_to_do(args) == [
         ("fixed r=1", -5.0),
         ("AirLLM (PPO + DDIM)", -5.0),
-        ("AirLLM (PPO + DDIM)", 10.0),
+        ("AirLLM (PPO + DDIM)", 0.0),
         ("PPO-only", -5.0),
+        ("PPO-only", 0.0),
+        ("AirLLM (PPO + DDIM)", 10.0),
         ("PPO-only", 10.0),
     ]
     args = script.parse_args(["--snrs", "-5", "10", "--methods", "fixed r=1", "--no-share-fixed"])
