@@ -139,8 +139,8 @@ def figure(rows: list[dict], metric: str, path: Path) -> None:
         points = sorted(
             (r["snr_db"], r["metric_end"])
             for r in rows
-            if r["run"].startswith(label) and not math.isnan(r["snr_db"])
-        )
+            if r["run"].startswith(label) and not math.isnan(r["snr_db"]) and "," not in r["run"]
+        )  # the optimised schedule; the others are marked apart
         if points:
             left.plot(*zip(*points, strict=True), marker=marker, label=f"{label} (optimised)")
     for r in rows:
