@@ -66,7 +66,7 @@ def seed_overrides(config: dict, seed: int) -> dict:
         "model.init_args.seed": seed,
         "data.init_args.seed": seed,
     }
-    for i, callback in enumerate(config.get("trainer", {}).get("callbacks", [])):
+    for i, callback in enumerate((config.get("trainer") or {}).get("callbacks") or []):
         if "seed" in callback.get("init_args", {}):
             out[f"trainer.callbacks.{i}.init_args.seed"] = seed
     return out

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from lit_airlora.channel.beamforming import Beamformer, ManifoldBeamformer
-from lit_airlora.channel.fading import SmallScale
+from lit_airlora.channel.fading import AWGN, SmallScale
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.policy.observation import Observation
 
@@ -34,35 +34,6 @@ class AirCompMSEModel:
         raise NotImplementedError
 
 
-class SisoAirCompMSE(AirCompMSEModel):
-    """Single-antenna AirComp with channel inversion to the weakest participating client.
-
-    Channel inversion ``b_k = sqrt(eta) / h_k`` with ``eta = min_k SNR_k`` (large-scale SNR at
-    full power, unit weights) turns the received signal into ``sqrt(eta) sum_k x_k + n``; dividing
-    by ``sqrt(eta)``, each real value of the estimated sum has error variance ``1 / eta`` relative
-    to one client's value power when the payload fills the budget at two reals per complex
-    channel use (signal and noise split evenly over the real and imaginary dimensions)
-    [assumed: unit weights, no truncation of deep fades; see specs/channels.md].
-
-    Args:
-        channel_uses: Complex channel uses per round (the airtime budget).
-    """
-
-    def __init__(self, channel_uses: int):
-        if isinstance(channel_uses, bool) or not isinstance(channel_uses, int) or channel_uses < 1:
-            raise ValueError(f"`channel_uses` ({channel_uses!r}) must be an integer >= 1.")
-        self.channel_uses = channel_uses
-
-    def full_values(self) -> float:
-        return 2.0 * self.channel_uses
-
-    def unit_mse(self, obs: Observation, ranks: Mapping[str, int]) -> float:
-        from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
-
-        snr = db_to_lin(obs.require("snr_db"), precision="double")
-        return float(1.0 / snr.min())
-
-
 class MimoAirCompMSE(AirCompMSEModel):
     """Multi-stream MIMO-OFDM AirComp (AirFL-LoRA's physical layer), on the round's channel.
 
@@ -81,7 +52,8 @@ class MimoAirCompMSE(AirCompMSEModel):
     by the same ``10 log10(D_full / D)`` dB, and the beamformer's objective is scale-invariant
     (every client's term scales alike), so step (a) returns the same transceivers for any ranks
     and the alternation of :class:`~lit_airlora.policy.backtracking.BacktrackingRankSelection`
-    correctly stops after one pass with this model. Results are cached per round.
+    correctly stops after one pass with this model. Results are cached per round (and per
+    observed SNRs and weights).
 
     Args:
         fading: Small-scale fading (``FlatMIMO``, ``OFDMTDL``...): antennas and subcarriers.
@@ -134,7 +106,10 @@ class MimoAirCompMSE(AirCompMSEModel):
 
     def unit_mse(self, obs: Observation, ranks: Mapping[str, int]) -> float:
         own = self.channel_seed is not None and obs.round_seed is not None
-        key = (obs.round_idx, obs.round_seed if own else None)
+        # The round's channel follows from its seed and weights; draws also from the SNRs.
+        weights = tuple(sorted((obs.client_weights or {}).items()))
+        snr = tuple(obs.require("snr_db").reshape(-1).tolist()) if not own else ()
+        key = (obs.round_idx, obs.round_seed if own else None, weights, snr)
         if self._cache is None or self._cache[0] != key:
             mse = self._round_mse(obs) if own else self._draws_mse(obs)
             self._cache = (key, mse)
@@ -180,3 +155,62 @@ class MimoAirCompMSE(AirCompMSEModel):
         if not bool(plan.participating.any()):
             return float("inf")
         return float(plan.mse_per_real.mean())
+
+
+class SisoAirCompMSE(MimoAirCompMSE):
+    """Single-antenna AirComp with truncated channel inversion, on the round's fading.
+
+    Channel inversion ``b_k = sqrt(eta) w_k / h_k``, ``eta = min_k P_k |h_k|^2 / w_k^2`` over the
+    clients whose fading gain ``|g_k|^2`` clears ``truncation_threshold`` (Zhu et al., IEEE TWC
+    2020), makes the received signal ``sqrt(eta) sum_k w_k x_k + n``; each real value of the
+    estimated sum then has error variance ``1 / eta`` (the callback's
+    ``channel/mse_normalised_theory``) when the payload fills the budget at two reals per
+    complex channel use. With ``channel_seed`` (the over-the-air callback's ``seed``), its
+    ``large_scale`` and ``fading``, and the round seed in the observation, the model draws the
+    round's own SNRs, fading and truncation exactly as the
+    :class:`~lit_airlora.callbacks.over_the_air.OverTheAirAggregation` callback will, with the
+    plan's aggregation weights. Otherwise it plans on ``num_draws`` independent draws of
+    ``fading`` at the observed SNRs (unit weights, no truncation); with ``AWGN`` (the default)
+    that is the closed form ``1 / min_k SNR_k``.
+
+    Args:
+        channel_uses: Complex channel uses per round (the airtime budget).
+        fading: Single-antenna small-scale fading (``AWGN``, ``RayleighBlock``): the callback's.
+        large_scale: The channel callback's SNR model (needed with ``channel_seed``).
+        truncation_threshold: The channel callback's truncation threshold.
+        channel_seed: The channel callback's ``seed``: plan on the round's own channel.
+        num_draws: Fading draws averaged per round (without ``channel_seed``).
+        seed: Seed of the independent draws (mixed with the round index).
+    """
+
+    def __init__(
+        self,
+        channel_uses: int,
+        fading: SmallScale | None = None,
+        large_scale: LargeScale | None = None,
+        truncation_threshold: float = 0.0,
+        channel_seed: int | None = None,
+        num_draws: int = 1,
+        seed: int = 0,
+    ):
+        if isinstance(channel_uses, bool) or not isinstance(channel_uses, int) or channel_uses < 1:
+            raise ValueError(f"`channel_uses` ({channel_uses!r}) must be an integer >= 1.")
+        fading = fading if fading is not None else AWGN()
+        if (fading.num_rx, fading.num_tx) != (1, 1):
+            raise ValueError(
+                f"`fading` ({type(fading).__name__}) has {fading.num_rx} x {fading.num_tx} "
+                "antennas; SisoAirCompMSE models one antenna each side: use MimoAirCompMSE."
+            )
+        super().__init__(
+            fading,
+            ofdm_symbols=1,
+            num_draws=num_draws,
+            seed=seed,
+            large_scale=large_scale,
+            truncation_threshold=truncation_threshold,
+            channel_seed=channel_seed,
+        )
+        self.channel_uses = channel_uses
+
+    def full_values(self) -> float:
+        return 2.0 * self.channel_uses
