@@ -18,6 +18,7 @@ from lit_airlora.errors import ConfigError
 from lit_airlora.federated.aggregators import Aggregator, FedIT
 from lit_airlora.federated.clients import ClientTrainer, check_client_ranks
 from lit_airlora.federated.collectives import reduce_sum
+from lit_airlora.federated.flora import MERGE_SUFFIX, merged_deltas
 from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.plan import RoundPlan, build_round_plan
 from lit_airlora.federated.round import (
@@ -30,7 +31,7 @@ from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dis
 from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
 from lit_airlora.lora.config import LoRASettings, wrap_lora
-from lit_airlora.lora.export import export_peft_adapter
+from lit_airlora.lora.export import export_merged_adapter, export_peft_adapter
 from lit_airlora.lora.inputs import lora_from_any, lora_hparams
 from lit_airlora.lora.layers import (
     adapter_tensors,
@@ -39,14 +40,18 @@ from lit_airlora.lora.layers import (
     load_adapter_tensors,
 )
 from lit_airlora.lora.masks import RankMasks
+from lit_airlora.lora.merge import base_weight, fresh_factors, merge_into_base
 from lit_airlora.lora.state import check_state_keys
 from lit_airlora.lora.svd_form import orthogonality_penalty
 from lit_airlora.models import load_tokenizer, resolve_model_path
-from lit_airlora.seeding import resolve_seed
+from lit_airlora.seeding import make_generator, resolve_seed
 from lit_airlora.tasks import CausalLM, Task
 from lit_airlora.zeroth_order.local_update import ZerothOrder
 
 log = logging.getLogger(__name__)
+
+#: Key mixed into the round seed for the adapter re-initialised after a merge (FLoRA).
+_RESTART_STREAM = 0xF10A
 
 
 class FederatedLoRAModule(LightningModule, StageDriver):
@@ -71,7 +76,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             form (YAML, with ``peft_type: LORA``), used as given with ``r`` as the max rank.
             Biases trained by ``bias`` are federated whole, like a classification head.
         aggregator: Server aggregation (``FedIT``, ``FFALoRA``, ``HeteroFL``, ``HetLoRA``,
-            ``FedSALoRA``).
+            ``FedSALoRA``, ``FLoRA``). FLoRA's stacked products are merged into the frozen
+            base weights (checkpointed with the adapter) and the adapter restarts each round.
         client_ranks: Optional rank cap per client (client ``k`` uses entry ``k % len``), for
             heterogeneous-rank federations (HetLoRA).
         learning_rate: Learning rate of the default local optimizer (AdamW).
@@ -98,7 +104,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     #: Attributes ``configure_model`` creates; asking for one first builds the model.
     built_with_the_model: frozenset[str] = frozenset(
         {"model", "lora_layers", "head_parameters", "rank_masks", "global_adapter", "clients"}
-        | {"_trainable"}
+        | {"_trainable", "original_weights"}
     )
 
     def __init__(
@@ -149,6 +155,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             zeroth_order=self.zeroth_order,
         )
         check_client_ranks(client_ranks, self.lora_settings.max_rank)
+        _check_merging(self.aggregator, self.lora_settings)
         resolve_model_path(model)  # a missing folder or package fails here, before any loading
         # What configure_model needs, apart from hparams (subclasses may not expose these).
         self._source = ModelSource(model, gguf_file, cache_dir)
@@ -201,6 +208,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self._freeze_untrained()
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.global_adapter = self.read_adapter()
+        self.original_weights = self._original_weights()
         self.clients = ClientTrainer(self, *self._client_options)
         if self.zeroth_order is not None:
             trained = [p for f in self.lora_layers.values() for p in (f.lora_A, f.lora_B)]
@@ -398,9 +406,19 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def export_adapter(self, folder: str | Path) -> Path:
         """Write the global adapter (and head) in peft format (active ranks in ``rank_pattern``)."""
         self.load_adapter(self.global_adapter)
-        self.exported_adapter_dir = export_peft_adapter(
-            self.model, self.ranks, folder, self.adapter_name
-        )
+        if self.aggregator.merges_into_base:
+            self.exported_adapter_dir = export_merged_adapter(
+                self.model,
+                self.lora_layers,
+                self.original_weights,
+                self.ranks,
+                folder,
+                self.adapter_name,
+            )
+        else:
+            self.exported_adapter_dir = export_peft_adapter(
+                self.model, self.ranks, folder, self.adapter_name
+            )
         log.info("Exported the global adapter to %s", self.exported_adapter_dir)
         return self.exported_adapter_dir
 
@@ -458,6 +476,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         if self.zeroth_order is not None and self.zeroth_order.parameters == "full":
             return keys  # full-parameter zeroth-order training moves every weight
         trained = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        if self.aggregator.merges_into_base:  # FLoRA: the adapted base weights change
+            trained |= {k for k in keys if k.endswith(".base_layer.weight")}
         return {k for k in keys if ".lora_" in k or ".modules_to_save." in k or k in trained}
 
     def _gradients_finite(self) -> bool:
@@ -467,6 +487,12 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def _no_grad_sync(self):
         block = getattr(self.trainer.strategy, "block_backward_sync", None)
         return block() if block is not None else contextlib.nullcontext()
+
+    def _original_weights(self) -> dict[str, torch.Tensor]:
+        """Adapted base weights before any merge (merging aggregators export against them)."""
+        if not self.aggregator.merges_into_base:
+            return {}
+        return {n: base_weight(f).detach().cpu().clone() for n, f in self.lora_layers.items()}
 
     def _freeze_untrained(self) -> None:
         for name, factors in self.lora_layers.items():
@@ -524,11 +550,26 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             finite = self.zeroth_order.apply_(aggregate)
             self.global_adapter = self.read_adapter()
             return finite
-        self.global_adapter, finite = apply_update(
-            self.global_adapter, aggregate, self.hparams.server_learning_rate
+        if not all(bool(torch.isfinite(t).all()) for t in aggregate.values()):
+            self.load_adapter(self.global_adapter)  # the clients' last adapter leaves the model
+            return False
+        updates = {n: t for n, t in aggregate.items() if not n.endswith(MERGE_SUFFIX)}
+        self.global_adapter, _ = apply_update(
+            self.global_adapter, updates, self.hparams.server_learning_rate
         )
+        deltas = merged_deltas(aggregate)
+        if deltas:
+            self._merge_and_restart(deltas)
         self.load_adapter(self.global_adapter)
-        return finite
+        return True
+
+    def _merge_and_restart(self, deltas: dict[str, torch.Tensor]) -> None:
+        """FLoRA: merge the stacked product into the base weights, re-initialise the adapter
+        (from the round seed: identical on every DDP rank and after a resume)."""
+        merge_into_base(self.lora_layers, deltas, self.hparams.server_learning_rate)
+        generator = make_generator(self.round_plan.seed, _RESTART_STREAM)
+        fresh = fresh_factors(self.lora_layers, generator)
+        self.global_adapter.update({n: t.to(self.device) for n, t in fresh.items()})
 
     def _plan_round(self) -> RoundPlan:
         """This round's plan from the datamodule's schedule, cut where Lightning cuts the epoch."""
@@ -631,3 +672,12 @@ def _check_nonnegative(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"`{name}` ({value}) must be a finite number >= 0.")
+
+
+def _check_merging(aggregator: Aggregator, settings: LoRASettings) -> None:
+    if aggregator.merges_into_base and (settings.svd_form or settings.rslora):
+        option = "svd_form" if settings.svd_form else "rslora"
+        raise ValueError(
+            f"`aggregator` ({type(aggregator).__name__}) merges plain LoRA products B A scaled "
+            f"by alpha / r into the base weights; `lora.{option}` is true. Set it to false."
+        )

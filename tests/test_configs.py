@@ -8,8 +8,9 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from tests.config_helpers import CONFIGS, REPO, composed, header_command
 from tests.config_helpers import build_cli as _build
 
-#: System files that change how clients train (optimizer, local steps), not only callbacks.
-TRAINING_VARIANTS = ("fedsgd.yaml", "pairzero_fo_sgd.yaml")
+#: System files that change how clients train or the server aggregates (optimizer, local steps,
+#: aggregator), not only callbacks.
+TRAINING_VARIANTS = ("fedsgd.yaml", "pairzero_fo_sgd.yaml", "flora.yaml")
 
 
 #: Split-learning systems need a block per tier: the 4-block tiny model and cuts that fit it.

@@ -5,7 +5,8 @@ what a client starts from and sends (``client_start``, ``client_upload``: the cl
 aggregation rule), and how the server combines uploads: ``partial_sums`` over one rank's uploads,
 a sum over ranks (``reduce``), then ``finalize``. Over-the-air aggregation needs ``is_linear``.
 Aggregators: FedIT and FFA-LoRA here, HeteroFL-style and HetLoRA in
-:mod:`lit_airlora.federated.heterogeneous`, FedSA-LoRA in :mod:`lit_airlora.federated.fedsa`.
+:mod:`lit_airlora.federated.heterogeneous`, FedSA-LoRA in :mod:`lit_airlora.federated.fedsa`,
+FLoRA (stacking) in :mod:`lit_airlora.federated.flora`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Aggregator(ABC):
 
     #: Keeps per-client state in this process (refused under DDP, where clients move ranks).
     has_client_state: bool = False
+
+    #: The aggregate holds weight deltas the module merges into the frozen base weights, then
+    #: the adapter restarts from a fresh init (FLoRA, :mod:`lit_airlora.federated.flora`).
+    merges_into_base: bool = False
 
     def trainable(self, name: str) -> bool:
         """Whether clients send the LoRA tensor ``name`` (``"<module>.lora_A"``)."""
