@@ -196,6 +196,11 @@ class SisoAirCompMSE(MimoAirCompMSE):
         if isinstance(channel_uses, bool) or not isinstance(channel_uses, int) or channel_uses < 1:
             raise ValueError(f"`channel_uses` ({channel_uses!r}) must be an integer >= 1.")
         fading = fading if fading is not None else AWGN()
+        if not isinstance(fading, SmallScale):
+            raise TypeError(
+                f"`fading` ({type(fading).__name__}) must be a SmallScale model (AWGN, "
+                "RayleighBlock): the over-the-air callback's `fading`."
+            )
         if (fading.num_rx, fading.num_tx) != (1, 1):
             raise ValueError(
                 f"`fading` ({type(fading).__name__}) has {fading.num_rx} x {fading.num_tx} "

@@ -88,3 +88,13 @@ def test_flora_refuses_svd_form_adapters():
     glob = {**_factors(0), "m.lora_E": torch.ones(R)}
     with pytest.raises(ValueError, match="svd_form"):
         FLoRA().partial_sums([], glob)
+
+
+def test_flora_module_refuses_svd_form_before_loading_anything(tiny_llama_dir):
+    from lit_airlora.lora.config import LoRASettings
+    from tests.helpers import tiny_module
+
+    with pytest.raises(ValueError, match=r"\(FLoRA\) merges plain LoRA .* `lora.svd_form: false`"):
+        tiny_module(
+            tiny_llama_dir, aggregator=FLoRA(), lora=LoRASettings(max_rank=4, svd_form=True)
+        )

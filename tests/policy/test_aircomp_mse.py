@@ -166,6 +166,10 @@ def test_siso_model_predicts_the_measured_error_of_the_callback_on_the_round_fad
     assert model_without_fading.unit_mse(obs, obs.ranks) == pytest.approx(1.0)
 
 
-def test_siso_model_refuses_multi_antenna_fading():
+def test_siso_model_refuses_multi_antenna_fading_and_other_types():
     with pytest.raises(ValueError, match=r"`fading` \(IidMIMO\) has 4 x 2 antennas"):
         SisoAirCompMSE(10, fading=IidMIMO(num_rx=4, num_tx=2))
+    with pytest.raises(TypeError, match=r"`fading` \(str\) must be a SmallScale"):
+        SisoAirCompMSE(10, fading="rayleigh")
+    with pytest.raises(ValueError, match="needs `large_scale`"):
+        SisoAirCompMSE(10, channel_seed=3)
