@@ -148,34 +148,53 @@ def _gap_cell(runs: list[dict], ideal: list[dict]) -> str:
 
 
 def plot(records: list[dict], snrs: list[float], schemes: list[str], path: Path) -> None:
-    """Held-out perplexity against round (mean over seeds, band: min-max), one panel per SNR."""
+    """Per SNR (columns): held-out perplexity against round (mean over seeds, band: min-max), and
+    below it the gap to ideal FedAvg of the same seed (mean, band: min-max over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(snrs), figsize=(5.2 * len(snrs), 4.2), squeeze=False)
-    for axis, snr in zip(axes[0], snrs, strict=True):
-        for scheme, runs in [(IDEAL, group(records, IDEAL, None))] + [
+    figure, axes = plt.subplots(2, len(snrs), figsize=(5.2 * len(snrs), 7.6), squeeze=False)
+    ideal = {r.get("seed", 0): r["perplexity"] for r in group(records, IDEAL, None)}
+    for column, snr in enumerate(snrs):
+        runs_by_scheme = [(IDEAL, group(records, IDEAL, None))] + [
             (s, group(records, s, float(snr))) for s in schemes
-        ]:
+        ]
+        for scheme, runs in runs_by_scheme:
             if not runs:
                 continue
-            curves = [r["perplexity"] for r in runs]
-            length = min(len(c) for c in curves)
-            x = list(range(length))
-            columns = [[c[i] for c in curves] for i in range(length)]
             style = {"color": "black", "linestyle": "--"} if scheme == IDEAL else {}
-            line = axis.plot(x, [statistics.fmean(c) for c in columns], label=scheme, **style)
-            low, high = [min(c) for c in columns], [max(c) for c in columns]
-            axis.fill_between(x, low, high, alpha=0.15, color=line[0].get_color())
-        axis.set_title(f"SNR {snr:g} dB")
-        axis.set_xlabel("round")
-        axis.set_ylabel("held-out perplexity")
-        axis.grid(True, alpha=0.3)
+            color = _band(axes[0][column], [r["perplexity"] for r in runs], scheme, style)
+            gaps = [
+                [p - q for p, q in zip(r["perplexity"], ideal[r.get("seed", 0)], strict=False)]
+                for r in runs
+                if r.get("seed", 0) in ideal
+            ]
+            if gaps:
+                _band(axes[1][column], gaps, scheme, {**style, "color": color})
+        axes[0][column].set_title(f"SNR {snr:g} dB")
+        axes[0][column].set_ylabel("held-out perplexity")
+        axes[1][column].set_ylabel("perplexity - ideal (same seed)")
+        for axis in axes[:, column]:
+            axis.set_xlabel("round")
+            axis.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def _band(axis, curves: list[list[float]], label: str, style: dict) -> str:
+    """Mean curve with a min-max band over ``curves`` (cut to the shortest); returns its colour."""
+    length = min(len(c) for c in curves)
+    columns = [[c[i] for c in curves] for i in range(length)]
+    x = list(range(length))
+    line = axis.plot(x, [statistics.fmean(c) for c in columns], label=label, **style)
+    color = line[0].get_color()
+    axis.fill_between(
+        x, [min(c) for c in columns], [max(c) for c in columns], alpha=0.15, color=color
+    )
+    return color
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from torch import Tensor
 from lit_airlora.federated.aggregation import safe_divide, weighted_sum
 from lit_airlora.federated.aggregators import WEIGHT_KEY, Aggregator, identity_reduce
 from lit_airlora.federated.heterogeneous import zero_padded
-from lit_airlora.federated.upload import Reduce, Upload, is_lora_factor, module_of
+from lit_airlora.federated.upload import Reduce, Upload
+from lit_airlora.rank_blocks import is_lora_factor, module_of
 
 #: Suffix of an aggregate entry that is a dense weight delta to merge into the base weights.
 MERGE_SUFFIX = ".merged_delta"
