@@ -90,11 +90,11 @@ def test_flora_refuses_svd_form_adapters():
         FLoRA().partial_sums([], glob)
 
 
-def test_flora_module_refuses_svd_form_before_loading_anything(tiny_llama_dir):
+def test_flora_module_refuses_svd_form_and_rslora_before_loading_anything(tiny_llama_dir):
     from lit_airlora.lora.config import LoRASettings
     from tests.helpers import tiny_module
 
-    with pytest.raises(ValueError, match=r"\(FLoRA\) merges plain LoRA .* `lora.svd_form: false`"):
-        tiny_module(
-            tiny_llama_dir, aggregator=FLoRA(), lora=LoRASettings(max_rank=4, svd_form=True)
-        )
+    for option in ("svd_form", "rslora"):
+        lora = LoRASettings(max_rank=4, **{option: True})
+        with pytest.raises(ValueError, match=rf"\(FLoRA\) merges plain .* `lora.{option}` is true"):
+            tiny_module(tiny_llama_dir, aggregator=FLoRA(), lora=lora)
