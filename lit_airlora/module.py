@@ -161,6 +161,9 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self._source = ModelSource(model, gguf_file, cache_dir)
         self._client_options = (client_ranks, keep_client_optimizer_state)
         self._tokenizer = None
+        # The build draws (LoRA's A, a fresh head) from the random state at construction, so
+        # what runs before configure_model (callbacks, DDP's re-seeding) cannot change them.
+        self._build_rng_state = torch.get_rng_state()
         self.automatic_optimization = False
         self.ledger = CommLedger()
         self.val_metrics = self.task.metrics()
@@ -188,12 +191,17 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         the ``setup`` hooks; transformers builds the model on the meta device and then loads the
         weights into it. A module used without a Trainer (or asked for its model earlier, e.g.
         by a callback's ``setup``) builds on first access to ``model`` or the adapter state.
+        Random initialisations draw from the random state the module was constructed in (the
+        global stream itself is left as it was), so the initial adapter is the same whenever,
+        and on whichever DDP rank, the model is built.
         """
         if "model" in self._modules:
             return
         self.__dict__["_building"] = True
         try:
-            self._build_model()
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self._build_rng_state)
+                self._build_model()
         finally:
             self.__dict__.pop("_building", None)
 

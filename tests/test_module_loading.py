@@ -238,3 +238,16 @@ def test_a_checkpoint_of_another_module_is_refused_in_one_line(tiny_llama_dir):
     with pytest.raises(ConfigError, match=r"`--ckpt_path` \('other.ckpt'\) was not written by"):
         module.check_checkpoint({"state_dict": {}, "epoch": 3}, "other.ckpt")
     assert "model" not in module._modules  # checking a checkpoint loads no model
+
+
+def test_the_initial_adapter_does_not_depend_on_when_the_model_is_built(tiny_llama_dir):
+    torch.manual_seed(0)
+    early = tiny_module(tiny_llama_dir)
+    early.configure_model()
+    torch.manual_seed(0)
+    late = tiny_module(tiny_llama_dir)
+    torch.rand(100)  # what runs before fit (callbacks, DDP's re-seeding) moves the stream
+    stream = torch.get_rng_state()
+    late.configure_model()
+    assert torch.equal(torch.get_rng_state(), stream)  # and the build leaves it alone
+    _assert_same_adapter(late, early)
