@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import time
 
-from task import MODEL, TaskSettings, build_datamodule, heldout_perplexity, peft_lora_model
+from task import (
+    MODEL,
+    TaskSettings,
+    build_datamodule,
+    heldout_perplexity,
+    local_step,
+    peft_lora_model,
+)
 
 
 def run(task: TaskSettings, queue) -> None:
@@ -54,14 +61,7 @@ def fedavg_round(model, optimizer, loader) -> None:
             weights.append(float(batch["client_weight"][0]))
             set_peft_model_state_dict(model, global_state)
             optimizer.state.clear()
-        loss = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        ).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        local_step(model, optimizer, batch)
     adapters.append(adapter_copy())
     shares = torch.tensor(weights) / sum(weights)
     mean = {

@@ -20,6 +20,7 @@ from task import (
     build_datamodule,
     client_round_batches,
     heldout_perplexity,
+    local_step,
     peft_lora_model,
 )
 
@@ -158,14 +159,7 @@ def train(msg, context):
     optimizer = torch.optim.AdamW(trainable, lr=task.learning_rate, weight_decay=0.0)
     model.train()
     for batch in client_round_batches(datamodule, int(config["server-round"]) - 1, client):
-        loss = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        ).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        local_step(model, optimizer, batch)
     content = RecordDict(
         {
             "arrays": ArrayRecord(get_peft_model_state_dict(model)),

@@ -113,6 +113,18 @@ def heldout_perplexity(model, loader) -> float:
     return math.exp(nll / tokens)
 
 
+def local_step(model, optimizer, batch: dict) -> None:
+    """One AdamW step of the references (bare loop and Flower client) on ``batch``."""
+    loss = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        labels=batch["labels"],
+    ).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def client_round_batches(datamodule, round_idx: int, client: int) -> list[dict]:
     """The batches ``client`` trains on in round ``round_idx`` (0-based), as the loader yields
     them: the schedule's block indices, collated."""

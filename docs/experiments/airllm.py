@@ -265,37 +265,24 @@ def count(minimum: int):
     return parse
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"({text!r}) must be a number in (0, 1).")
-    return value
+def number(valid, what: str):
+    """argparse type: a float for which ``valid`` holds ("must be ``what``" otherwise)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"({text!r}) must be {what}.")
+        return value
+
+    return parse
 
 
-def positive(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"({text!r}) must be a finite number > 0.")
-    return value
-
-
-def snr(text: str) -> float:
-    """argparse type: a finite SNR in dB."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"({text!r}) must be a finite SNR in dB, e.g. -5.")
-    return value
+fraction = number(lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+positive = number(lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+snr = number(math.isfinite, "a finite SNR in dB, e.g. -5")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
