@@ -28,6 +28,16 @@ FEDAVG, TOPK, SOFT, TSFA, TOPK_MATCHED = (
     "Top-k at SOFT's budget",
 )
 FLOAT32_BITS = 32
+METHODS = {  # --methods key: (name in the JSON and tables, config of configs/)
+    "fedavg": (FEDAVG, "quickstart.yaml"),
+    "soft": (SOFT, "soft.yaml"),
+    "topk_matched": (TOPK_MATCHED, "topk.yaml"),
+    "topk": (TOPK, "topk.yaml"),
+    "tsfa": (TSFA, "soft_tsfa.yaml"),
+}
+ORDER = [name for name, _ in METHODS.values()]
+FRACTIONS = (0.5, 0.75, 1.0)  # targets: FedAvg's perplexity after these fractions of its rounds
+RHO_KEY = "trainer.callbacks.0.init_args.encoder.init_args.rho"
 
 
 def topk_bits(rho: float, shapes: list[list[int]]) -> int:
@@ -52,74 +62,252 @@ def bits_per_client(result: dict) -> float:
     return runner.mean_metric(result, "comm/uplink_bits_per_client")
 
 
-def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
-    """Every run, saved to ``out`` after each one (``--resume`` reuses those present)."""
+def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict[str, dict]]:
+    """Every planned run (method x seed), saved to ``out`` after each one.
+
+    ``results[method][seed]``; with ``--resume`` the runs already in ``out`` are kept and skipped.
+    """
     results = json.loads(out.read_text())["results"] if args.resume and out.exists() else {}
     scale = runner.scale_overrides(args)
-    plan = [(FEDAVG, "quickstart.yaml", {}), (SOFT, "soft.yaml", {})]
-    plan += [(TOPK, "topk.yaml", {}), (TSFA, "soft_tsfa.yaml", {}), (TOPK_MATCHED, None, None)]
-    for name, config, extra in plan:
-        if name in results:
+    for key, seed in plan(args):
+        name, config_name = METHODS[key]
+        if str(seed) in results.get(name, {}):
             continue
-        if name == TOPK_MATCHED:
-            config, extra = "topk.yaml", _matched_override(results)
-        tag = "soft_bits_" + config.removesuffix(".yaml") + ("_matched" if extra else "")
-        result = runner.run(runner.load_config(config), {**scale, **extra}, tag, args.threads)
-        results[name] = {**result, **extra}
+        config = runner.load_config(config_name)
+        extra = _matched_override(results, seed) if key == "topk_matched" else {}
+        overrides = {**scale, **runner.seed_overrides(config, seed), **extra}
+        tag = f"soft_bits_{key}_seed{seed}"
+        result = runner.run(config, overrides, tag, args.threads)
+        results.setdefault(name, {})[str(seed)] = {**result, **extra, "seed": seed}
         out.write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
     return results
 
 
-def _matched_override(results: dict) -> dict:
-    shapes = list(results[FEDAVG]["adapter_shapes"].values())
-    rho = matched_rho(bits_per_client(results[SOFT]), shapes)
-    return {"trainer.callbacks.0.init_args.encoder.init_args.rho": rho}
+def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The runs to do, in order: ``--runs method:seed ...`` or every method for each seed."""
+    if args.runs:
+        return [(run.split(":")[0], int(run.split(":")[1])) for run in args.runs]
+    return [(key, seed) for seed in args.seeds for key in args.methods]
 
 
-def table(results: dict[str, dict]) -> str:
-    """Markdown table and the verdict on the paper's claim."""
-    base = results[FEDAVG]
-    lines = [
-        "| method | final perplexity | vs FedAvg | total uplink bits | bits vs FedAvg |",
-        "|---|---|---|---|---|",
-    ]
-    for name, result in results.items():
-        ppl, bits = result["perplexity"][-1], result["total_bits"]
-        lines.append(
-            f"| {_label(name, result)} | {ppl:.2f} | {ppl / base['perplexity'][-1] - 1:+.1%} "
-            f"| {bits:.3e} | {bits / base['total_bits'] - 1:+.1%} |"
-        )
-    lines += ["", f"Perplexity before round 1: {base['perplexity'][0]:.2f}."]
-    lines += [_verdict(name, results[name], base) for name in (SOFT, TSFA) if name in results]
+def _matched_override(results: dict, seed: int) -> dict:
+    """Top-k's rho costing what a SOFT upload measured (this seed's SOFT run, else any seed's)."""
+    soft = results.get(SOFT, {})
+    if not soft:
+        raise ValueError("--runs: topk_matched needs a SOFT run first in the same JSON file")
+    result = soft.get(str(seed), next(iter(soft.values())))
+    rho = matched_rho(bits_per_client(result), list(result["adapter_shapes"].values()))
+    return {RHO_KEY: rho}
+
+
+def merge(paths: list[Path]) -> dict[str, dict[str, dict]]:
+    """The runs of several JSON files (written by separate processes) in one dict."""
+    merged: dict[str, dict[str, dict]] = {}
+    for path in paths:
+        for name, runs in json.loads(path.read_text())["results"].items():
+            for seed, result in runs.items():
+                if seed in merged.get(name, {}):
+                    raise ValueError(f"--merge: {name} seed {seed} is in two files ({path})")
+                merged.setdefault(name, {})[seed] = result
+    return {name: merged[name] for name in ORDER if name in merged}
+
+
+def curve(result: dict) -> tuple[list[float], list[float]]:
+    """Cumulative uplink bits and held-out perplexity, from before round 1 to the last round."""
+    bits = [0.0] + [r["comm/uplink_bits_cumulative"] for r in result["rounds"]]
+    return bits, list(result["perplexity"])
+
+
+def targets(fedavg: dict, fractions=FRACTIONS) -> list[tuple[float, int, float]]:
+    """``(fraction, round, perplexity)``: what FedAvg reached after that fraction of its rounds."""
+    rounds = len(fedavg["rounds"])
+    out = []
+    for fraction in fractions:
+        t = max(1, math.ceil(fraction * rounds))
+        out.append((fraction, t, fedavg["perplexity"][t]))
+    return out
+
+
+def bits_to_target(result: dict, target: float) -> float | None:
+    """Cumulative uplink bits when the held-out perplexity first is <= ``target`` (None: never)."""
+    for bits, ppl in zip(*curve(result), strict=True):
+        if ppl <= target:
+            return bits
+    return None
+
+
+def savings(results: dict) -> dict[str, dict[str, list]]:
+    """Per method and target fraction, one entry per seed: bits to target and saving vs FedAvg.
+
+    The targets of a seed come from FedAvg's run of that seed; the saving is
+    ``1 - bits(method) / bits(FedAvg)`` at the same target (None if the method never reached it).
+    """
+    out: dict[str, dict[str, list]] = {}
+    for seed, base in results[FEDAVG].items():
+        for fraction, _, target in targets(base):
+            ref = bits_to_target(base, target)
+            for name, runs in results.items():
+                if seed not in runs:
+                    continue
+                bits = bits_to_target(runs[seed], target)
+                saving = None if bits is None else 1 - bits / ref
+                row = out.setdefault(name, {}).setdefault(f"{fraction:.2f}", [])
+                row.append({"seed": int(seed), "target": target, "bits": bits, "saving": saving})
+    return out
+
+
+def table(results: dict[str, dict[str, dict]]) -> str:
+    """Markdown tables (bits to target, final quality) and the verdict on the paper's claims."""
+    saved = savings(results)
+    head = " | ".join(f"to FedAvg's ppl at {float(f):.0%} of its rounds" for f in saved[FEDAVG])
+    lines = [f"| method | {head} |", "|---" * (1 + len(saved[FEDAVG])) + "|"]
+    for name, per_target in saved.items():
+        cells = [_cell(entries) for entries in per_target.values()]
+        lines.append(f"| {_label(name, results[name])} | " + " | ".join(cells) + " |")
+    lines += ["", _quality_table(results), "", "Targets (FedAvg's held-out perplexity, by seed):"]
+    for seed, base in results[FEDAVG].items():
+        text = ", ".join(f"{f:.0%} (round {t}): {p:.2f}" for f, t, p in targets(base))
+        lines.append(f"- seed {seed}: before round 1 {base['perplexity'][0]:.2f}; {text}")
+    lines += ["", *verdicts(results, saved)]
     return "\n".join(lines) + "\n"
 
 
-def _label(name: str, result: dict) -> str:
-    rho = result.get("trainer.callbacks.0.init_args.encoder.init_args.rho")
-    return name if rho is None else f"{name} (rho {rho:.3f})"
+def _cell(entries: list[dict]) -> str:
+    """``bits (saving per seed)``, ``not reached`` for a seed that never got there."""
+    reached = [e for e in entries if e["bits"] is not None]
+    if not reached:
+        return f"not reached (0/{len(entries)} seeds)"
+    mean_bits = sum(e["bits"] for e in reached) / len(reached)
+    per_seed = ", ".join("—" if e["saving"] is None else f"{e['saving']:+.0%}" for e in entries)
+    return f"{mean_bits:.2e} ({len(reached)}/{len(entries)}; saving {per_seed})"
 
 
-def _verdict(name: str, result: dict, base: dict) -> str:
-    within = result["perplexity"][-1] <= 1.02 * base["perplexity"][-1]
-    saving = 1 - result["total_bits"] / base["total_bits"]
-    holds = within and saving >= 0.6
+def _quality_table(results: dict) -> str:
+    base = results[FEDAVG]
+    lines = [
+        "| method | final perplexity by seed | vs FedAvg (same seed) | best perplexity by seed "
+        "| uplink bits per round (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, runs in results.items():
+        finals = [r["perplexity"][-1] for r in runs.values()]
+        gaps = [
+            r["perplexity"][-1] / base[s]["perplexity"][-1] - 1
+            for s, r in runs.items()
+            if s in base
+        ]
+        best = [min(r["perplexity"][1:]) for r in runs.values()]
+        per_round = [r["total_bits"] / max(1, len(r["rounds"])) for r in runs.values()]
+        lines.append(
+            f"| {_label(name, runs)} | {_join(finals, '.2f')} | {_join(gaps, '+.1%')} "
+            f"| {_join(best, '.2f')} | {sum(per_round) / len(per_round):.3e} |"
+        )
+    return "\n".join(lines)
+
+
+def _join(values: list[float], spec: str) -> str:
+    return ", ".join(format(v, spec) for v in values)
+
+
+def verdicts(results: dict, saved: dict) -> list[str]:
+    """One line per claim; a saving passes only if every seed reaches the target and clears 60%."""
+    lines = []
+    final = f"{FRACTIONS[-1]:.2f}"
+    for name in (SOFT, TSFA):
+        if name in saved:
+            entries = saved[name][final]
+            lines.append(f"- {name}: {_saving_verdict(entries)}")
+    if SOFT in saved and TOPK_MATCHED in saved:
+        lines.append(f"- Top-k at SOFT's budget against SOFT: {_topk_verdict(results)}")
+    return lines
+
+
+def _saving_verdict(entries: list[dict]) -> str:
+    values = [e["saving"] for e in entries]
+    if any(v is None for v in values):
+        missed = sum(v is None for v in values)
+        return f"did not reach FedAvg's final perplexity in {missed}/{len(values)} seeds: fails."
+    low, high = min(values), max(values)
+    if low >= 0.6:
+        outcome = "passes (every seed >= 60%)"
+    elif high < 0.6:
+        outcome = "fails (every seed < 60%)"
+    else:
+        outcome = "undecided (the seeds straddle 60%)"
+    return f"saving to FedAvg's final perplexity {low:.1%}-{high:.1%} over seeds: {outcome}."
+
+
+def _topk_verdict(results: dict) -> str:
+    """SOFT against top-k at the same budget: final perplexity gap against the seed spread."""
+    gaps = [
+        results[TOPK_MATCHED][s]["perplexity"][-1] - r["perplexity"][-1]
+        for s, r in results[SOFT].items()
+        if s in results[TOPK_MATCHED]
+    ]
+    if not gaps:
+        return "no common seed."
+    spread = _seed_spread(results)
+    sign = "worse" if min(gaps) > 0 else "better" if max(gaps) < 0 else "mixed"
+    clear = min(abs(g) for g in gaps) > spread if sign != "mixed" else False
     return (
-        f"- {name}: perplexity within 2% of FedAvg: {within}; bit saving {saving:.1%} "
-        f"(>= 60%: {saving >= 0.6}); claim holds: {holds}."
+        f"top-k's final perplexity minus SOFT's by seed: {_join(gaps, '+.2f')} ({sign}); "
+        f"FedAvg's seed-to-seed spread {spread:.2f}: "
+        + ("outside the noise." if clear else "within the noise, not a clear difference.")
     )
 
 
-def plot_bits(results: dict[str, dict], path: Path) -> None:
+def _seed_spread(results: dict) -> float:
+    finals = [r["perplexity"][-1] for r in results[FEDAVG].values()]
+    return max(finals) - min(finals)
+
+
+def _label(name: str, runs: dict) -> str:
+    rhos = {r.get(RHO_KEY) for r in runs.values()} - {None}
+    return name if not rhos else f"{name} (rho {min(rhos):.3f})"
+
+
+def plot_bits(results: dict[str, dict[str, dict]], path: Path) -> None:
+    """Left: perplexity against cumulative bits; right: bits to reach each FedAvg perplexity."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for (name, result), marker in zip(results.items(), "osv^D", strict=False):
-        bits = [0.0] + [r["comm/uplink_bits_cumulative"] for r in result["rounds"]]
-        axis.plot(bits, result["perplexity"], marker=marker, label=_label(name, result))
-    axis.set_xlabel("cumulative uplink bits")
-    axis.set_ylabel("held-out perplexity")
-    axis.set_title("Perplexity after each round against the bits sent so far")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for (name, runs), marker in zip(results.items(), "osv^D", strict=False):
+        for i, (seed, result) in enumerate(runs.items()):
+            label = f"{_label(name, runs)}" if i == 0 else None
+            style = "-" if i == 0 else ":"
+            left.plot(
+                *curve(result),
+                marker=marker,
+                ms=3,
+                ls=style,
+                label=label,
+                color=f"C{list(results).index(name)}",
+            )
+            base = results[FEDAVG].get(seed)
+            if base is None:
+                continue
+            levels = base["perplexity"][1:]
+            bits = [bits_to_target(result, p) for p in levels]
+            xs = [p for p, b in zip(levels, bits, strict=True) if b is not None]
+            right.plot(
+                xs,
+                [b for b in bits if b is not None],
+                marker=marker,
+                ms=3,
+                ls=style,
+                label=label,
+                color=f"C{list(results).index(name)}",
+            )
+    left.set_xlabel("cumulative uplink bits")
+    left.set_ylabel("held-out perplexity")
+    left.set_title("Perplexity against bits sent (solid: seed 0, dotted: seed 1)")
+    right.set_xlabel("target perplexity (FedAvg's after each round, same seed)")
+    right.set_ylabel("cumulative uplink bits to first reach it")
+    right.set_yscale("log")
+    right.invert_xaxis()
+    right.set_title("Bits to target (a missing point: never reached)")
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -155,16 +343,49 @@ def _pyplot():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=runner.FIGURES)
+    parser.add_argument(
+        "--json", type=Path, help="this process's runs (default: OUT/soft_bits.json)"
+    )
     parser.add_argument("--resume", action="store_true", help="reuse runs in the JSON")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--runs", nargs="+", help="explicit plan, e.g. soft:0 topk_matched:0")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="no training: merge these JSON files and report"
+    )
     runner.add_scale_arguments(parser)
     args = parser.parse_args()
+    _check_runs(args.runs)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_all(args, args.out / "soft_bits.json")
+    if args.merge:
+        results = merge(args.merge)
+        (args.out / "soft_bits.json").write_text(json.dumps({"results": results}, indent=1))
+    else:
+        results = run_all(args, args.json or args.out / "soft_bits.json")
+    if FEDAVG not in results:
+        print("no FedAvg run yet: nothing to report")
+        return
+    report(results, args.out)
+
+
+def _check_runs(runs: list[str] | None) -> None:
+    for run in runs or []:
+        key, _, seed = run.partition(":")
+        if key not in METHODS or not seed.isdigit():
+            raise ValueError(
+                f"--runs: {run!r} is not METHOD:SEED with METHOD in {sorted(METHODS)} "
+                "and SEED a non-negative integer (e.g. soft:0)"
+            )
+
+
+def report(results: dict, out: Path) -> None:
+    """Tables, verdicts and figures of the merged runs."""
     text = table(results)
-    (args.out / "soft_bits.md").write_text(text)
-    plot_bits(results, args.out / "soft_bits.png")
-    budget = runner.load_config("soft_tsfa.yaml")["trainer"]["callbacks"][1]["init_args"]
-    plot_tsfa(results[TSFA], budget["latency_budget_s"], args.out / "tsfa_latency.png")
+    (out / "soft_bits.md").write_text(text)
+    plot_bits(results, out / "soft_bits.png")
+    if TSFA in results:
+        budget = runner.load_config("soft_tsfa.yaml")["trainer"]["callbacks"][1]["init_args"]
+        first = next(iter(results[TSFA].values()))
+        plot_tsfa(first, budget["latency_budget_s"], out / "tsfa_latency.png")
     print(text)
 
 
