@@ -535,7 +535,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         finite = self._apply_aggregate(ctx.aggregate)
         ctx.metrics.update(
             {
-                **self.ledger.record(ctx.uploads),
+                **self._record_traffic(ctx.uploads, template),
                 "round/train_loss": self._round_train_loss(),
                 "round/skipped_nonfinite": float(not finite),
                 "round/skipped_steps": float(self.clients.skipped_steps),
@@ -551,6 +551,12 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         # Callbacks observe the new global adapter and may add metrics of their own.
         dispatch("on_round_end", self.trainer.callbacks, self.trainer, self, ctx)
         self.round_metrics = dict(ctx.metrics)
+
+    def _record_traffic(self, uploads: list, template: dict) -> dict[str, float]:
+        """Uplink bits and, for first-order rounds, the download of the server's reply."""
+        if self.zeroth_order is not None:  # its scalars have their own accounting
+            return self.ledger.record(uploads)
+        return self.ledger.record(uploads, aggregator=self.aggregator, template=template)
 
     def _apply_aggregate(self, aggregate: dict[str, torch.Tensor]) -> bool:
         """New global parameters from the server's aggregate (False: non-finite, unchanged)."""

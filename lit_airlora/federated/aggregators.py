@@ -66,6 +66,15 @@ class Aggregator(ABC):
         """What the client sends, from its update ``upload`` and its trained adapter ``local``."""
         return upload
 
+    def broadcast_values(self, template: Mapping[str, Tensor]) -> int:
+        """Values every client of the round downloads whatever the number of uploads (the
+        ledger's ``comm/adapter_download_bits``): the new global tensors clients send."""
+        return sum(t.numel() for n, t in template.items() if self.trainable(n))
+
+    def stacked_values(self, upload: Upload, template: Mapping[str, Tensor]) -> int:
+        """Values ``upload`` adds to every client's download (0: the reply has a fixed size)."""
+        return 0
+
     def state_dict(self) -> dict:
         """Per-client state (tensors and builtins) for checkpoints."""
         return {}

@@ -50,6 +50,9 @@ class FLoRA(Aggregator):
     3. The stacked product is merged into the frozen base weights (the paper's clients merge
        the stacked module into their local model) and the adapter is re-initialised for the
        next round (peft's init: Kaiming-uniform ``A``, zero ``B``, drawn from the round seed).
+       Every client of the round downloads the stacked modules, ``sum_k r_k (d_in + d_out)``
+       float32 values per module (:meth:`stacked_values`; the ledger's
+       ``comm/adapter_download_bits``), which grow with the clients, unlike FedAvg's reply.
 
     The aggregate holds one dense ``"<module>.merged_delta"`` per module, in units of the
     adapter's ``max_rank`` scaling (a client of rank ``r_k`` counts ``max_rank / r_k`` times its
@@ -70,6 +73,22 @@ class FLoRA(Aggregator):
         """The trained factors themselves (zero beyond the client's rank), not their update."""
         factors = {n: local[n] for n in upload.tensors if is_lora_factor(n)}
         return upload.replace(tensors={**upload.tensors, **zero_padded(factors, upload.ranks)})
+
+    def broadcast_values(self, template: Mapping[str, Tensor]) -> int:
+        """The averaged dense tensors; the fresh adapter is drawn from the round seed, not sent."""
+        return sum(t.numel() for n, t in template.items() if not is_lora_factor(n))
+
+    def stacked_values(self, upload: Upload, template: Mapping[str, Tensor]) -> int:
+        """The client's slots in the stacked modules every client downloads and merges:
+        ``r_k`` columns of ``B_stack`` (``d_out`` each) and rows of ``A_stack`` (``d_in``)."""
+        total = 0
+        for module in _modules(template):
+            d_out, d_in = (
+                template[f"{module}.lora_B"].shape[0],
+                template[f"{module}.lora_A"].shape[1],
+            )
+            total += upload.ranks[module] * (d_in + d_out)
+        return total
 
     def partial_sums(
         self, uploads: Sequence[Upload], template: Mapping[str, Tensor]

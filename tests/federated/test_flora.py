@@ -6,6 +6,7 @@ import torch
 
 from lit_airlora.federated.aggregators import FedIT
 from lit_airlora.federated.flora import MERGE_SUFFIX, FLoRA, merged_deltas, stack_factors
+from lit_airlora.federated.ledger import CommLedger
 from lit_airlora.federated.upload import Upload
 
 R, D_IN, D_OUT = 4, 6, 5
@@ -82,6 +83,47 @@ def test_flora_partial_sums_over_ranks_add_up_to_the_one_process_aggregate():
     summed = agg.finalize({n: parts[0][n] + parts[1][n] for n in parts[0]})
     whole = agg.aggregate(uploads, glob)
     torch.testing.assert_close(summed["m" + MERGE_SUFFIX].float(), whole["m" + MERGE_SUFFIX])
+
+
+def _stacked_bits(uploads):
+    """32 x the size of the stacked tensors FLoRA builds from ``uploads`` (B_stack, A_stack)."""
+    factors = [
+        (u.tensors["m.lora_B"][:, : u.ranks["m"]], u.tensors["m.lora_A"][: u.ranks["m"]])
+        for u in uploads
+    ]
+    b, a = stack_factors(factors, [u.weight for u in uploads])
+    return 32.0 * (b.numel() + a.numel())
+
+
+def test_ledger_counts_the_stacked_download_of_every_client_and_sums_over_ranks():
+    glob, uploads, _ = _uploads((2, 4, 1, 3), (1.0, 2.0, 3.0, 4.0))
+    ledger = CommLedger()
+    metrics = ledger.record(uploads, lambda s: dict(s), aggregator=FLoRA(), template=glob)
+    per_client = _stacked_bits(uploads)  # 32 x (2 + 4 + 1 + 3) x (D_IN + D_OUT)
+    assert metrics["comm/adapter_download_bits_per_client"] == per_client == 32.0 * 10 * 11
+    assert metrics["comm/adapter_download_bits"] == 4 * per_client
+    # two DDP ranks holding two uploads each: the reduce sums their shares
+    other = _rank_share(uploads[:2], glob)
+    total = CommLedger().record(uploads[2:], lambda s: {"x": s["x"] + other}, FLoRA(), glob)
+    assert total["comm/adapter_download_bits"] == metrics["comm/adapter_download_bits"]
+    # a second round (ranks 1, 1) adds to the running total, which checkpoints
+    second = ledger.record(uploads[2:3] * 2, lambda s: dict(s), FLoRA(), glob)
+    assert second["comm/adapter_download_bits"] == 2 * _stacked_bits(uploads[2:3] * 2)
+    expected = metrics["comm/adapter_download_bits"] + second["comm/adapter_download_bits"]
+    assert second["comm/adapter_download_bits_cumulative"] == expected
+    restored = CommLedger()
+    restored.load_state_dict(ledger.state_dict())
+    assert restored.total_download_bits == expected
+    # FedAvg's reply has a fixed size: the global A and B to each of the round's clients
+    fedit = CommLedger().record(uploads, lambda s: dict(s), FedIT(), glob)
+    assert fedit["comm/adapter_download_bits"] == 4 * 32.0 * R * (D_IN + D_OUT)
+
+
+def _rank_share(uploads, template):
+    """What one DDP rank holding ``uploads`` puts into the ledger's sum over ranks."""
+    shares = {}
+    CommLedger().record(uploads, lambda s: shares.update(s) or dict(s), FLoRA(), template)
+    return shares["x"]
 
 
 def test_flora_refuses_svd_form_adapters():

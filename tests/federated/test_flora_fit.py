@@ -5,7 +5,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from lit_airlora.federated.flora import FLoRA
+from lit_airlora.federated.flora import FLoRA, stack_factors
 from lit_airlora.federated.stages import StageCallback
 from lit_airlora.lora.merge import base_weight
 from tests.helpers import tiny_fit
@@ -72,6 +72,20 @@ def test_flora_merges_the_exact_weighted_sum_restarts_and_exports(
     values = [u.ranks[next(iter(u.ranks))] * widths for u in probe.uploads]
     assert [u.num_values() for u in probe.uploads] == values
     assert trainer.logged_metrics["channel/agg_nmse"] > 0  # the received factors, quantised
+    # every client of the round downloads the stacked modules: their sizes x 32 bits
+    stacked = 0
+    for name in module.lora_layers:
+        factors = [
+            (
+                u.tensors[f"{name}.lora_B"][:, : u.ranks[name]],
+                u.tensors[f"{name}.lora_A"][: u.ranks[name]],
+            )
+            for u in probe.uploads
+        ]
+        b, a = stack_factors(factors, [u.weight for u in probe.uploads])
+        stacked += b.numel() + a.numel()
+    download = trainer.logged_metrics["comm/adapter_download_bits"]
+    assert float(download) == 32.0 * stacked * len(probe.uploads)
     assert module.perplexity_history[-1] < module.perplexity_history[0]
     # the export, loaded on the original base model, is the trained model
     exported = PeftModel.from_pretrained(
@@ -105,4 +119,5 @@ def test_flora_resume_after_a_round_matches_an_uninterrupted_run(
     for name, tensor in full.global_adapter.items():
         torch.testing.assert_close(resumed.global_adapter[name], tensor)
     assert resumed.ledger.total_bits == full.ledger.total_bits
+    assert resumed.ledger.total_download_bits == full.ledger.total_download_bits > 0
     assert resumed.perplexity_history == full.perplexity_history
