@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -159,6 +160,12 @@ class RoundRecorder(L.Callback):
         metrics = {k: float(v) for k, v in pl_module.round_metrics.items()}
         metrics.update({k: float(v) for k, v in pl_module.last_metrics.items() if "val/" in k})
         self.rounds.append(metrics)
+        ppl = metrics.get("val/perplexity", float("nan"))
+        print(  # progress of long runs: round, held-out perplexity, CPU seconds so far
+            f"round {len(self.rounds)}: val ppl {ppl:.2f}, cpu {time.process_time():.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def mean_metric(result: dict, key: str) -> float:
