@@ -48,6 +48,11 @@ class RankPolicyCallback(StageCallback, RankSource):
     gets its feedback (a penalty). After each update the policy's ``update_metrics`` join the
     round's ``policy/*`` scalars.
 
+    A policy with a link model (AirLLM's capacity accounting) also prices what the round
+    actually sent: ``comm/airtime_s`` and ``comm/energy_j`` from each client's uploaded bits at
+    the rate the policy priced for it (``RankPolicy.link_costs``), in the units of the channel
+    callbacks. A channel callback that logs them already (a simulated link) takes precedence.
+
     The channel state comes from a channel callback that reports SNRs
     (:class:`~lit_airlora.policy.channel_state.SNRReporter`), else from ``large_scale`` (see
     :class:`~lit_airlora.policy.channel_state.ChannelState`), for the clients of the round's
@@ -93,6 +98,7 @@ class RankPolicyCallback(StageCallback, RankSource):
         self._masks: RankMasks | None = None  # only on modules without ``set_ranks``
         self._pending_mask_ranks: dict[str, int] | None = None
         self._pending: tuple[Observation, dict[str, int]] | None = None
+        self._link: tuple[Tensor, float | None] | None = None  # (SNR dB, bandwidth) priced
         self._start: dict[str, Tensor] = {}
 
     # -- setup ---------------------------------------------------------------------------------
@@ -151,6 +157,7 @@ class RankPolicyCallback(StageCallback, RankSource):
 
     def _start_round(self, trainer: Trainer, pl_module: LightningModule, round_idx: int) -> None:
         self._pending = None
+        self._link = self._round_link(trainer, pl_module, round_idx)
         if round_idx % self.every_n_rounds == 0:
             obs = self.observe(trainer, pl_module, round_idx)
             ranks = self.policy.act(obs)
@@ -203,6 +210,8 @@ class RankPolicyCallback(StageCallback, RankSource):
         """Stage hook dispatched by ``FederatedLoRAModule`` after the global update."""
         if self._masks is not None:  # a remote-link round: ``on_train_epoch_end`` handles it
             return
+        for key, value in self._link_costs(ctx).items():
+            ctx.metrics.setdefault(key, value)
         after = pl_module.global_adapter
         sums = ctx.reduce({"power": state.upload_power_sums(ctx.uploads)})["power"]
         self._end_round(trainer, pl_module, ctx.global_adapter, after, sums, dict(ctx.metrics))
@@ -239,6 +248,28 @@ class RankPolicyCallback(StageCallback, RankSource):
         )
         self.policy.update(obs, chosen, feedback)
         self._pending = None
+
+    # -- link costs ----------------------------------------------------------------------------
+    def _round_link(self, trainer, pl_module, round_idx: int) -> tuple[Tensor, float | None] | None:
+        """The SNRs and bandwidth this round's observation prices (None: no link model)."""
+        if not self.policy.has_link_model:
+            return None
+        snr_db = self.channel.snr_db(
+            trainer, round_idx, current_plan(trainer, pl_module, round_idx)
+        )
+        return None if snr_db is None else (snr_db, self.channel.bandwidth_hz(trainer))
+
+    def _link_costs(self, ctx: RoundContext) -> dict[str, float]:
+        """Airtime and energy of the round's uploads at the rates the policy priced."""
+        if self._link is None or "comm/airtime_s" in ctx.metrics:  # same on every DDP rank
+            return {}
+        clients = ctx.round_clients or sorted(u.client_id for u in ctx.uploads)
+        position = {c: i for i, c in enumerate(clients)}
+        bits = torch.zeros(len(clients), dtype=torch.float64)
+        for upload in ctx.uploads:
+            bits[position[upload.client_id]] += upload.payload_bits()
+        bits = ctx.reduce({"bits": bits})["bits"]  # (K,)
+        return self.policy.link_costs(bits, *self._link)
 
     # -- logging -------------------------------------------------------------------------------
     def _record(self, round_idx: int, ranks: dict[str, int]) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_airlora.channel import scalar_aircomp as air
-from lit_airlora.channel.checks import check_finite
+from lit_airlora.channel.checks import check_finite, check_positive
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.channel.seeding import make_generator
@@ -41,8 +41,12 @@ class ScalarOverTheAir(StageCallback):
     (:mod:`lit_airlora.zeroth_order.privacy`); a budget the link cannot meet is refused at
     setup. Without one, only the receiver noise protects the scalars and the epsilon it gives is
     still reported. Logs ``privacy/epsilon`` (at ``delta``), ``privacy/noise_multiplier``,
-    ``privacy/artificial_noise_power``, ``channel/participating``, ``channel/scale`` and the
-    uplink bits per scalar through the ledger.
+    ``privacy/artificial_noise_power``, ``channel/participating``, ``channel/scale``, the
+    uplink bits per scalar through the ledger, and the costs of the round in the units of the
+    other channel callbacks: ``comm/channel_uses`` (``S``: one symbol per scalar, all clients at
+    once), ``comm/airtime_s = S / bandwidth_hz`` and ``comm/energy_j``, the participants' summed
+    ``tx_power_w * sum_s |b_k (c x_ks + a_ks)|^2 / bandwidth_hz`` (``b_k = 1 / h_k``: what the
+    channel inversion actually transmits, artificial noise included; 0 when nobody transmits).
 
     Args:
         large_scale: Per-client average SNR model (e.g. ``FixedSNR``).
@@ -54,6 +58,8 @@ class ScalarOverTheAir(StageCallback):
         max_artificial_noise_db: Most artificial-noise power the clients can add together at the
             receiver, in dB above the receiver noise.
         receiver_noise: Add receiver noise (``False``: the Perfect channel).
+        tx_power_w: Full transmit power ``P`` of a client in watts (energy accounting).
+        bandwidth_hz: Symbol rate of the uplink in Hz: one symbol lasts ``1 / bandwidth_hz``.
         seed: Seed mixed with the round seed for this channel's draws.
     """
 
@@ -71,9 +77,13 @@ class ScalarOverTheAir(StageCallback):
         delta: float = 0.01,
         max_artificial_noise_db: float = 30.0,
         receiver_noise: bool = True,
+        tx_power_w: float = 0.2,
+        bandwidth_hz: float = 1.0e6,
         seed: int = 0,
     ) -> None:
         _check_type("large_scale", large_scale, LargeScale)
+        check_positive("tx_power_w", tx_power_w)
+        check_positive("bandwidth_hz", bandwidth_hz)
         _check_type("fading", fading, SmallScale)
         _check_single_antenna(fading)
         check_finite("min_gain_db", min_gain_db)
@@ -87,6 +97,7 @@ class ScalarOverTheAir(StageCallback):
         self.min_gain_db, self.privacy = float(min_gain_db), privacy
         self.max_artificial_noise_db = float(max_artificial_noise_db)
         self.receiver_noise, self.seed = bool(receiver_noise), int(seed)
+        self.tx_power_w, self.bandwidth_hz = float(tx_power_w), float(bandwidth_hz)
         self.accountant = PrivacyAccountant(delta)
         self.plan: list[float] = []
 
@@ -143,17 +154,20 @@ class ScalarOverTheAir(StageCallback):
         index = {c: i for i, c in enumerate(ctx.round_clients)}
         sent = [u for u in ctx.uploads if bool(part[index[u.client_id]])]
         values = self._encode(_stack(sent, device, self.num_values))  # (K_loc, S)
-        y = air.transmit(
+        y, energy = air.transmit(
             channels[[index[u.client_id] for u in sent]], values, self.scale, noise_power,
             num_part, [make_generator(*keys, AN_STREAM, u.client_id) for u in sent],
         )  # fmt: skip
-        reduced = ctx.reduce({"y_re": y.real, "y_im": y.imag, "clean": values.sum(0)})
+        reduced = ctx.reduce(
+            {"y_re": y.real, "y_im": y.imag, "clean": values.sum(0), "energy": energy.sum()[None]}
+        )
         noise = make_generator(*keys, NOISE_STREAM) if self.receiver_noise else None
         received = air.receive(torch.complex(reduced["y_re"], reduced["y_im"]), noise)
         estimate = self._decode(received, reduced["clean"], num_part, ctx)
         ctx.aggregate = {SCALAR_KEY: estimate.to(torch.float32)}
         ctx.uploads = [self._ledger_entry(u, bool(part[index[u.client_id]])) for u in ctx.uploads]
         ctx.metrics.update(self._metrics(channels, num_part, noise_power))
+        ctx.metrics.update(self._costs(num_part, float(reduced["energy"][0])))
 
     def _draw_channels(self, client_ids: list[int], keys: tuple, device) -> Tensor:
         snr_db = self.large_scale.snr_db(client_ids, make_generator(*keys, SNR_STREAM))
@@ -191,8 +205,16 @@ class ScalarOverTheAir(StageCallback):
             "channel/truncated": float(len(channels) - num_part),
             "channel/scale": self.scale,
             "channel/snr_db_mean": float(10 * torch.log10(channels.abs().pow(2)).mean()),
-            "comm/channel_uses": float(self.num_values),
             "comm/bits_per_scalar": self.bits_per_value,
+        }
+
+    def _costs(self, num_part: int, energy_units: float) -> dict[str, float]:
+        """Channel uses, airtime and energy of the round (``energy_units``: in P x channel use)."""
+        channel_uses = float(self.num_values) if num_part else 0.0
+        return {
+            "comm/channel_uses": channel_uses,
+            "comm/airtime_s": channel_uses / self.bandwidth_hz,
+            "comm/energy_j": energy_units * self.tx_power_w / self.bandwidth_hz,
         }
 
     def _ledger_entry(self, upload, sent: bool):

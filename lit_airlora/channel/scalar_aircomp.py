@@ -56,8 +56,9 @@ def transmit(
     noise_power: float,
     num_participants: int,
     generators: list[torch.Generator],
-) -> Tensor:
-    """Noise-free received sum of some participants' signals: ``sum_k h_k (c x_k + a_k) / h_k``.
+) -> tuple[Tensor, Tensor]:
+    """Noise-free received sum of some participants' signals: ``sum_k h_k (c x_k + a_k) / h_k``,
+    and the energy each participant transmits, ``sum_s |(c x_ks + a_ks) / h_k|^2``.
 
     Args:
         channels: ``[K_loc]`` complex128 effective channels of the transmitting clients.
@@ -69,16 +70,20 @@ def transmit(
         generators: One generator per transmitting client (its artificial noise).
 
     Returns:
-        ``[S]`` complex128; sums over DDP ranks add up to the whole superposition.
+        ``[S]`` complex128, the superposition (sums over DDP ranks add up to the whole one), and
+        ``[K_loc]`` float64, each client's transmit energy in units of (full power ``P`` x one
+        channel use): one symbol per value, artificial noise included.
     """
     received = torch.zeros(values.shape[-1], dtype=torch.complex128, device=values.device)
+    energy = torch.zeros(len(values), dtype=torch.float64, device=values.device)
     an_std = math.sqrt(noise_power / max(num_participants, 1))
-    for h, x, generator in zip(channels, values, generators, strict=True):
+    for k, (h, x, generator) in enumerate(zip(channels, values, generators, strict=True)):
         noise = an_std * torch.randn(x.shape, dtype=torch.float64, generator=generator,
                                      device=x.device)  # fmt: skip
         symbol = (scale * x + noise) / h  # (S,) complex: channel inversion
         received += h * symbol
-    return received
+        energy[k] = symbol.abs().pow(2).sum()
+    return received, energy
 
 
 def receive(received: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -34,6 +34,8 @@ class AirLLMEnvironment:
             ``-infeasible_penalty c - lambda_comm c``.
         snr_range_db: ``(low, high)`` SNR range for min-max normalisation of the state.
         bandwidth_range_hz: ``(low, high)`` bandwidth range for the state (equal: 0.5).
+        tx_power_w: Transmit power of a client in watts (energy accounting:
+            ``energy = tx_power_w * airtime``).
     """
 
     def __init__(
@@ -46,8 +48,10 @@ class AirLLMEnvironment:
         infeasible_penalty: float = 10.0,
         snr_range_db: tuple[float, float] = (-5.0, 15.0),
         bandwidth_range_hz: tuple[float, float] = (100e6, 100e6),
+        tx_power_w: float = 0.2,
     ) -> None:
         check_positive("bandwidth_hz", bandwidth_hz)
+        check_positive("tx_power_w", tx_power_w)
         check_positive("latency_budget_s", latency_budget_s)
         check_positive("bits_per_value", bits_per_value)
         check_positive("infeasible_penalty", infeasible_penalty)
@@ -65,6 +69,7 @@ class AirLLMEnvironment:
         self.lambda_comm, self.infeasible_penalty = float(lambda_comm), float(infeasible_penalty)
         self.snr_range_db = (float(snr_range_db[0]), float(snr_range_db[1]))
         self.bandwidth_range_hz = (float(bandwidth_range_hz[0]), float(bandwidth_range_hz[1]))
+        self.tx_power_w = float(tx_power_w)
 
     def state(self, obs: Observation) -> Tensor:
         """``[4 + L]`` float32: [snr, bandwidth, token entropy, unk rate, r_l / r_max ...]."""
@@ -72,10 +77,35 @@ class AirLLMEnvironment:
             obs = dataclasses.replace(obs, bandwidth_hz=self.bandwidth_hz)
         return airllm_state_vector(obs, self.snr_range_db, self.bandwidth_range_hz)
 
+    def rates_bps(self, snr_db: Tensor, bandwidth_hz: float | None = None) -> Tensor:
+        """``[K]`` float64 Shannon rate of each client's link (``bandwidth_hz``: else ``B``)."""
+        bandwidth = bandwidth_hz if bandwidth_hz is not None else self.bandwidth_hz
+        return shannon_rate_bps(bandwidth, snr_db).reshape(-1)
+
     def capacity_bps(self, obs: Observation) -> float:
         """Worst participating client's Shannon capacity (the round waits for the slowest)."""
-        bandwidth = obs.bandwidth_hz if obs.bandwidth_hz is not None else self.bandwidth_hz
-        return float(shannon_rate_bps(bandwidth, obs.require("snr_db")).min())
+        return float(self.rates_bps(obs.require("snr_db"), obs.bandwidth_hz).min())
+
+    def link_costs(
+        self, bits: Tensor, snr_db: Tensor, bandwidth_hz: float | None = None
+    ) -> dict[str, float]:
+        """Airtime and energy of uploads on the links this cost model prices.
+
+        Client ``k`` sends its ``bits[k]`` at its Shannon rate ``C_k`` (the rate :meth:`cost`
+        prices), in parallel with the others: the round's airtime is ``max_k bits_k / C_k``
+        (``c tau`` when every client sends the priced payload) and its energy
+        ``sum_k tx_power_w bits_k / C_k``.
+
+        Args:
+            bits: ``[K]`` bits each client of the round sent (0: it sent nothing).
+            snr_db: ``[K]`` (or ``[1]``: shared) SNR in dB the rates were priced at.
+            bandwidth_hz: Bandwidth of each link (None: ``bandwidth_hz`` of this model).
+        """
+        airtime = bits.double() / self.rates_bps(snr_db, bandwidth_hz)  # (K,)
+        return {
+            "comm/airtime_s": float(airtime.max()) if airtime.numel() else 0.0,
+            "comm/energy_j": float(self.tx_power_w * airtime.sum()),
+        }
 
     def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:
         return float(

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import Tensor
+
 from lit_airlora.policy import costs
 from lit_airlora.policy.observation import Observation
 
@@ -72,6 +74,16 @@ class RankPolicy:
     def payload_bits(self, ranks: Mapping[str, int], shapes: costs.Shapes) -> float:
         """Bits one client uploads for ``ranks``: float32 ``A`` and ``B`` rows (no extras)."""
         return float(costs.payload_bits(ranks, shapes, values_per_rank_extra=0))
+
+    #: Whether :meth:`link_costs` prices uploads on a link model.
+    has_link_model: bool = False
+
+    def link_costs(
+        self, bits: Tensor, snr_db: Tensor, bandwidth_hz: float | None
+    ) -> dict[str, float]:
+        """``comm/airtime_s`` and ``comm/energy_j`` of the round's uploads on the link the
+        policy's cost model prices (``bits``, ``snr_db``: ``[K]``), or ``{}`` without one."""
+        return {}
 
     def metrics(self) -> dict[str, float]:
         """Scalars about the last decision, logged under ``policy/`` when the round starts."""

@@ -156,6 +156,14 @@ class EpisodicRankPolicy(RankPolicy):
     def payload_bits(self, ranks: Mapping[str, int], shapes: Shapes) -> float:
         return self.env.payload_bits(ranks, shapes)
 
+    has_link_model = True
+
+    @override
+    def link_costs(
+        self, bits: Tensor, snr_db: Tensor, bandwidth_hz: float | None
+    ) -> dict[str, float]:
+        return self.env.link_costs(bits, snr_db, bandwidth_hz)
+
     @override
     def metrics(self) -> dict[str, float]:
         return {**self._last, **self._learned}

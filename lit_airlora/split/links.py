@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from lit_airlora.channel.checks import check_positive
-from lit_airlora.channel.costs import symbol_airtime_s
+from lit_airlora.channel.costs import energy_j, symbol_airtime_s
 from lit_airlora.channel.fading import AWGN, SmallScale
 from lit_airlora.channel.large_scale import FixedSNR, LargeScale
 from lit_airlora.channel.link import DigitalLink, noise_variance, received_value_mask
@@ -39,33 +39,45 @@ class Transfer:
         bits: Payload bits offered to the link (0 for an analog link).
         symbols: Complex channel uses (analog link; 0 otherwise).
         airtime_s: Time on the link in seconds.
+        energy_j: Transmit energy of the sending tier in joules (its power x the airtime).
     """
 
     received: Tensor
     bits: float
     symbols: float
     airtime_s: float
+    energy_j: float
 
 
 class TensorLink:
     """Base class: ``send(x, generator) -> Transfer``. The default is a perfect link.
 
+    The tier that sends on the link transmits at ``tx_power_w`` for the transfer's airtime:
+    ``energy_j = tx_power_w * airtime_s`` (a backhaul link carries both directions at the same
+    power).
+
     Args:
         rate_bps: Link rate in bit/s used for the airtime of digital payloads
             (``bits / rate_bps``).
+        tx_power_w: Transmit power of the sending tier in watts (energy accounting).
     """
 
-    def __init__(self, rate_bps: float = 100e6) -> None:
+    def __init__(self, rate_bps: float = 100e6, tx_power_w: float = 0.2) -> None:
         check_positive("rate_bps", rate_bps)
-        self.rate_bps = float(rate_bps)
+        check_positive("tx_power_w", tx_power_w)
+        self.rate_bps, self.tx_power_w = float(rate_bps), float(tx_power_w)
+
+    def _digital(self, received: Tensor, bits: float) -> Transfer:
+        """The transfer of ``bits`` at ``rate_bps``: airtime ``bits / rate``, energy ``P t``."""
+        airtime = bits / self.rate_bps
+        return Transfer(received, bits, 0.0, airtime, float(energy_j(self.tx_power_w, airtime)))
 
     def setup(self, device: torch.device | str) -> None:
         """Build any Sionna blocks on ``device`` (idempotent)."""
 
     def send(self, x: Tensor, generator: torch.Generator) -> Transfer:
         """Send ``x`` (any shape, float); ``generator`` (on ``x.device``) drives all draws."""
-        bits = float(FLOAT32_BITS * x.numel())
-        return Transfer(x.detach().clone(), bits, 0.0, bits / self.rate_bps)
+        return self._digital(x.detach().clone(), float(FLOAT32_BITS * x.numel()))
 
 
 class IdealLink(TensorLink):
@@ -78,17 +90,19 @@ class QuantizedLink(TensorLink):
     Args:
         quantizer: The source coder (default 8-bit ``UniformQuantizer``).
         rate_bps: Link rate in bit/s.
+        tx_power_w: Transmit power of the sending tier in watts.
     """
 
-    def __init__(self, quantizer: Quantizer | None = None, rate_bps: float = 100e6) -> None:
-        super().__init__(rate_bps)
+    def __init__(
+        self, quantizer: Quantizer | None = None, rate_bps: float = 100e6, tx_power_w: float = 0.2
+    ) -> None:
+        super().__init__(rate_bps, tx_power_w)
         self.quantizer = UniformQuantizer(8) if quantizer is None else quantizer
 
     def send(self, x: Tensor, generator: torch.Generator) -> Transfer:
         coded = self.quantizer.quantize_segments(x.detach().reshape(-1), [x.numel()], generator)
         received = self.quantizer.dequantize_segments(coded).view_as(x).to(x.dtype)
-        bits = float(self.quantizer.payload_bits(x.numel(), 1))
-        return Transfer(received, bits, 0.0, bits / self.rate_bps)
+        return self._digital(received, float(self.quantizer.payload_bits(x.numel(), 1)))
 
 
 class AnalogLink(TensorLink):
@@ -103,6 +117,7 @@ class AnalogLink(TensorLink):
         large_scale: Mean SNR of the link (default ``FixedSNR(20.0)``); drawn for id 0.
         small_scale: Fading block (default ``AWGN()``).
         bandwidth_hz: Symbol rate (airtime = symbols / bandwidth).
+        tx_power_w: Transmit power of the sending tier in watts (unit-power symbols at it).
     """
 
     def __init__(
@@ -110,8 +125,9 @@ class AnalogLink(TensorLink):
         large_scale: LargeScale | None = None,
         small_scale: SmallScale | None = None,
         bandwidth_hz: float = 20e6,
+        tx_power_w: float = 0.2,
     ) -> None:
-        super().__init__()
+        super().__init__(tx_power_w=tx_power_w)
         check_positive("bandwidth_hz", bandwidth_hz)
         self.large_scale = FixedSNR(20.0) if large_scale is None else large_scale
         self.small_scale = AWGN() if small_scale is None else small_scale
@@ -134,15 +150,20 @@ class AnalogLink(TensorLink):
         )
         received = symbols + noise * (n0 * power).sqrt() / gains
         out = torch.view_as_real(received).reshape(-1)[: values.numel()]
-        airtime = float(symbol_airtime_s(symbols.numel(), self.bandwidth_hz))
-        return Transfer(out.view_as(x).to(x.dtype), 0.0, float(symbols.numel()), airtime)
+        airtime = symbol_airtime_s(symbols.numel(), self.bandwidth_hz)
+        energy = float(energy_j(self.tx_power_w, airtime))
+        return Transfer(
+            out.view_as(x).to(x.dtype), 0.0, float(symbols.numel()), float(airtime), energy
+        )
 
 
 class DigitalTensorLink(TensorLink):
     """Quantised values over a :class:`DigitalLink` (block errors, HARQ, airtime).
 
     Values whose bits fall in a block lost after all retransmissions arrive as zero; a
-    bit-level link's undetected bit errors corrupt the codes they hit.
+    bit-level link's undetected bit errors corrupt the codes they hit. Airtime and energy are
+    the digital link's own report (its ``tx_power_w`` times the airtime of every transmission,
+    retransmissions included), so this class's ``tx_power_w`` is not used.
 
     Args:
         link: The digital link (``AbstractionLink`` or ``BitLevelLink``).
@@ -186,8 +207,8 @@ class DigitalTensorLink(TensorLink):
             QuantizedSegments(codes, coded.scales, coded.counts)
         )
         values = torch.where(ok & values.isfinite(), values, torch.zeros_like(values))
-        airtime = float(report.airtime_s[0])
-        return Transfer(values.view_as(x).to(x.dtype), float(bits), 0.0, airtime)
+        airtime, energy = float(report.airtime_s[0]), float(report.energy_j[0])
+        return Transfer(values.view_as(x).to(x.dtype), float(bits), 0.0, airtime, energy)
 
 
 def _cpu_seed(generator: torch.Generator) -> int:

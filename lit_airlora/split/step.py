@@ -48,7 +48,8 @@ class StreamStats:
     Attributes:
         loss: The stream's loss (float).
         compute_s: Measured forward + backward time per tier name.
-        traffic: Per ``"<hop>/<activation|gradient>"``: ``bits``, ``symbols``, ``airtime_s``.
+        traffic: Per ``"<hop>/<activation|gradient>"``: ``bits``, ``symbols``, ``airtime_s``,
+            ``energy_j``.
     """
 
     loss: float
@@ -110,4 +111,9 @@ def _timed_backward(stats: StreamStats, tier: str, tensor: Tensor, grad: Tensor 
 
 
 def _record(stats: StreamStats, key: str, sent: Transfer) -> None:
-    stats.traffic[key] = {"bits": sent.bits, "symbols": sent.symbols, "airtime_s": sent.airtime_s}
+    stats.traffic[key] = {
+        "bits": sent.bits,
+        "symbols": sent.symbols,
+        "airtime_s": sent.airtime_s,
+        "energy_j": sent.energy_j,
+    }

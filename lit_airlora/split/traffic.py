@@ -8,7 +8,7 @@ from lit_airlora.federated.collectives import gather_objects, reduce_sum
 from lit_airlora.split.step import StreamStats
 
 #: What one transfer record holds, in this order.
-FIELDS = ("bits", "symbols", "airtime_s")
+FIELDS = ("bits", "symbols", "airtime_s", "energy_j")
 
 
 class SplitTraffic:
@@ -45,17 +45,19 @@ class SplitTraffic:
             self.compute_s[tier] = self.compute_s.get(tier, 0.0) + seconds
 
     def finish_round(self) -> dict[str, float]:
-        """Round metrics over all ranks: ``comm/<hop>/<kind>_bits`` (and symbols, airtime),
+        """Round metrics over all ranks: ``comm/<hop>/<kind>_bits`` (and symbols, airtime, the
+        sending tier's energy),
         cumulative bits, per-tier compute and the round time ``comm/round_latency_s``."""
         sums = reduce_sum({"x": self.sums})["x"]
         metrics: dict[str, float] = {}
         for row, key in enumerate(self.keys):
-            bits, symbols, airtime = sums[row].tolist()
+            bits, symbols, airtime, energy = sums[row].tolist()
             self.total_bits[key] += bits
             metrics[f"comm/{key}_bits"] = bits
             metrics[f"comm/{key}_bits_cumulative"] = self.total_bits[key]
             metrics[f"comm/{key}_symbols"] = symbols
             metrics[f"comm/{key}_airtime_s"] = airtime
+            metrics[f"comm/{key}_energy_j"] = energy
         latencies = [v for part in gather_objects(self.stream_latency_s) for v in part.values()]
         metrics["comm/round_latency_s"] = max(latencies, default=0.0)
         for tier, seconds in self.compute_s.items():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lit_airlora.callbacks.rank_policy import RankPolicyCallback
+from lit_airlora.channel.costs import shannon_rate_bps
 from lit_airlora.channel.large_scale import UniformSNR
 from lit_airlora.federated.stages import StageCallback
 from lit_airlora.lora.layers import adapter_tensors
@@ -36,6 +37,9 @@ class RoundRecorder(StageCallback):
             {
                 "skipped": bool(ctx.metrics["round/skipped"]),
                 "bits": ctx.metrics["comm/uplink_bits"],
+                "airtime_s": ctx.metrics.get("comm/airtime_s"),
+                "energy_j": ctx.metrics.get("comm/energy_j"),
+                "plan": ctx.plan,
                 "uploads": len(ctx.uploads),
                 "global": {k: v.clone() for k, v in pl_module.global_adapter.items()},
                 "live": {k: v.clone() for k, v in live.items()},
@@ -73,6 +77,15 @@ def test_infeasible_rounds_change_no_adapter_tensor_and_upload_nothing(
         previous = record
     assert module.ledger.total_bits == sum(r["bits"] for r in rounds)
     assert set(start) == set(rounds[-1]["global"])
+    # The link's airtime is the bits the ledger counted at the Shannon rate the policy priced
+    # (the SNR its observation drew, B = 10 kHz); energy is the client's power times it.
+    for round_idx, record in enumerate(rounds):
+        snr_db = callback.channel.snr_db(None, round_idx, record["plan"])
+        rate_bps = float(shannon_rate_bps(ENV.bandwidth_hz, snr_db)[0])
+        assert record["airtime_s"] == pytest.approx(record["bits"] / rate_bps, rel=1e-12)
+        assert record["energy_j"] == pytest.approx(ENV.tx_power_w * record["airtime_s"], rel=1e-12)
+        if not record["skipped"]:  # a feasible payload fits the latency budget
+            assert 0 < record["airtime_s"] <= ENV.latency_budget_s
 
 
 def _airllm_callback() -> RankPolicyCallback:

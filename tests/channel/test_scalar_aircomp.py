@@ -18,7 +18,7 @@ def test_sign_flips_under_awgn_match_q_of_sqrt_2snr(snr_db):
     h = torch.tensor([10 ** (snr_db / 20)], dtype=torch.complex128)
     scale = air.inversion_scale(snr_db, max_abs=1.0)
     sent = air.signs(values)
-    y = air.transmit(h, sent, scale, 0.0, 1, [torch.Generator().manual_seed(2)])
+    y, _ = air.transmit(h, sent, scale, 0.0, 1, [torch.Generator().manual_seed(2)])
     vote = air.majority_vote(air.receive(y, torch.Generator().manual_seed(3)))
     flip_rate = float((vote != sent[0]).double().mean())
     expected = float(qfunc(torch.tensor(math.sqrt(2 * 10 ** (snr_db / 10)))))
@@ -35,7 +35,7 @@ def test_analog_mse_matches_closed_form_with_artificial_noise():
     scale, noise_power = air.inversion_scale(10.0, max_abs=2.0), 3.0
     gens = [torch.Generator().manual_seed(10 + i) for i in range(k)]
     kp = int(part.sum())
-    y = air.transmit(h[part], values[part], scale, noise_power, kp, [gens[i] for i in range(kp)])
+    y, _ = air.transmit(h[part], values[part], scale, noise_power, kp, [gens[i] for i in range(kp)])
     estimate = air.analog_estimate(air.receive(y, torch.Generator().manual_seed(5)), scale, kp)
     mse = float((estimate - values[part].mean(0)).pow(2).mean())
     theory = air.analog_mse(scale, noise_power, kp, receiver_noise=True)
@@ -58,3 +58,22 @@ def test_noise_multiplier_and_artificial_noise_agree():
     z = air.noise_multiplier(scale, max_abs, s, air.SIGMA_W2 + noise)
     assert z == pytest.approx(2.5, rel=1e-12)
     assert air.artificial_noise_power(scale, max_abs, s, target_multiplier=1e-6) == 0.0
+
+
+def test_transmit_energy_is_the_inverted_symbols_power_with_and_without_artificial_noise():
+    # E_k = sum_s |b_k (c x_ks + a_ks)|^2 with b_k = 1 / h_k and a_ks ~ N(0, n / K).
+    k, s = 3, 50_000
+    g = torch.Generator().manual_seed(7)
+    h = torch.tensor([2.0 + 1.0j, -3.0j, 1.5], dtype=torch.complex128)
+    values = torch.empty(k, s, dtype=torch.float64).uniform_(-1, 1, generator=g)
+    scale = air.inversion_scale(0.0, max_abs=1.0)
+    gens = [torch.Generator().manual_seed(20 + i) for i in range(k)]
+    _, energy = air.transmit(h, values, scale, 0.0, k, gens)
+    exact = (scale**2 * values.pow(2).sum(1)) / h.abs().pow(2)
+    torch.testing.assert_close(energy, exact, rtol=1e-12, atol=0.0)
+    noise_power = 6.0
+    gens = [torch.Generator().manual_seed(20 + i) for i in range(k)]
+    _, noisy = air.transmit(h, values, scale, noise_power, k, gens)
+    expected = exact + s * (noise_power / k) / h.abs().pow(2)
+    # Chi-square-like sum of 50k terms: relative std below 1%, tolerance 3%.
+    torch.testing.assert_close(noisy, expected, rtol=0.03, atol=0.0)

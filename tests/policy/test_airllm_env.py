@@ -59,6 +59,21 @@ def test_opt_1p3b_average_feasible_rank_at_minus_5_db(opt_shapes):
     assert env.cost(dict.fromkeys(opt_shapes, 2), obs) > 1.0
 
 
+def test_link_airtime_is_the_priced_cost_times_the_latency_budget():
+    # Three clients send the priced payload at their own Shannon rates, in parallel: the round
+    # lasts as long as the slowest upload, c tau; each client spends P bits / C_k.
+    shapes, ranks = {"a": (64, 64), "b": (64, 128)}, {"a": 2, "b": 1}
+    env = AirLLMEnvironment(bandwidth_hz=1e6, latency_budget_s=0.5, tx_power_w=0.3)
+    obs = observation(shapes, [3.0, 10.0, -2.0])
+    bits = env.payload_bits(ranks, shapes)
+    costs = env.link_costs(torch.full((3,), bits), obs.snr_db)
+    assert costs["comm/airtime_s"] == pytest.approx(env.cost(ranks, obs) * 0.5, rel=1e-12)
+    rates = 1e6 * torch.log2(1 + 10 ** (obs.snr_db / 10))  # closed form, bit/s
+    assert costs["comm/energy_j"] == pytest.approx(float(0.3 * (bits / rates).sum()), rel=1e-12)
+    silent = env.link_costs(torch.zeros(3), obs.snr_db)  # a skipped round sends nothing
+    assert silent == {"comm/airtime_s": 0.0, "comm/energy_j": 0.0}
+
+
 @pytest.mark.parametrize(("low", "high"), [(1, 8), (2, 5), (1, 1), (3, 64)])
 def test_decoding_maps_the_ends_exactly(low, high):
     ends = decode_ranks(torch.tensor([-1.0, 1.0, -5.0, 5.0]), low, high)
@@ -99,6 +114,7 @@ def test_state_vector_layout():
         ({"lambda_comm": -0.1}, "`lambda_comm`"),
         ({"snr_range_db": (15.0, -5.0)}, "`snr_range_db`"),
         ({"bandwidth_range_hz": (0.0, 1e6)}, "`bandwidth_range_hz`"),
+        ({"tx_power_w": 0.0}, r"`tx_power_w` \(0.0\) must be a finite number > 0"),
     ],
 )
 def test_bad_environment_arguments(kwargs, message):

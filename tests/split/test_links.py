@@ -93,7 +93,7 @@ class _LoseBlock(DigitalLink):
             zero + 1,
             zero,
             1e-3 * i64.double(),
-            torch.zeros(1, dtype=torch.float64),
+            0.2e-3 * i64.double(),
             zero,
             zero,
         )
@@ -108,3 +108,18 @@ def test_digital_link_zeroes_values_of_lost_blocks():
     assert bool((flat[8:16] == 0).all()) and out.bits == 40 * 8 + 32
     kept = torch.cat([flat[:8], flat[16:]]) - torch.cat([x.flatten()[:8], x.flatten()[16:]])
     assert float(kept.abs().max()) <= 1.0 / 255 + 1e-6 and out.airtime_s == pytest.approx(6e-3)
+    assert out.energy_j == pytest.approx(1.2e-3)  # the digital link's own report
+
+
+def test_energy_is_the_sending_tiers_power_times_airtime():
+    """Digital: airtime = bits / rate; analog: one complex symbol per value pair at 1 / B."""
+    x = torch.linspace(-1.0, 1.0, 40).view(4, 10)
+    sent = QuantizedLink(UniformQuantizer(8), rate_bps=1e6, tx_power_w=0.5).send(
+        x, torch.Generator()
+    )
+    assert sent.airtime_s == pytest.approx((40 * 8 + 32) / 1e6, rel=1e-12)
+    assert sent.energy_j == pytest.approx(0.5 * sent.airtime_s, rel=1e-12)
+    ideal = IdealLink(rate_bps=2e6, tx_power_w=3.0).send(x, torch.Generator())
+    assert ideal.energy_j == pytest.approx(3.0 * 40 * 32 / 2e6, rel=1e-12)
+    analog = AnalogLink(FixedSNR(20.0), bandwidth_hz=1e5, tx_power_w=2.0).send(x, torch.Generator())
+    assert analog.symbols == 20 and analog.energy_j == pytest.approx(2.0 * 20 / 1e5, rel=1e-12)

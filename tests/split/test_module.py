@@ -22,6 +22,12 @@ def test_splitllm_rounds_train_ledger_and_export(tmp_path, tiny_llama4_dir, toke
     for key in ("user_edge/activation", "user_edge/gradient", "edge_cloud/activation"):
         assert metrics[f"comm/{key}_bits"] == 2 * 2 * 2 * 32 * 32 * 32
     assert metrics["round/clients"] == 2 and metrics["comm/round_latency_s"] > 0
+    # Each hop's energy is its sending tier's power times the airtime the ledger logged.
+    for hop in module.hops:
+        for kind, link in (("activation", hop.forward), ("gradient", hop.backward)):
+            airtime = float(metrics[f"comm/{hop.name}/{kind}_airtime_s"])
+            energy = float(metrics[f"comm/{hop.name}/{kind}_energy_j"])
+            assert airtime > 0 and energy == pytest.approx(link.tx_power_w * airtime, rel=1e-6)
     assert module.exported_adapter_dir is not None
     base = AutoModelForCausalLM.from_pretrained(tiny_llama4_dir)
     peft = PeftModel.from_pretrained(base, module.exported_adapter_dir).eval()

@@ -62,6 +62,26 @@ def test_ledger_counts_16_or_1_bits_per_scalar(tmp_path, tiny_llama_dir, tokeniz
     assert module.last_metrics["privacy/epsilon"] > 0  # receiver noise alone still protects
 
 
+def test_airtime_and_energy_are_the_inverted_symbols_on_air(tmp_path, tiny_llama_dir, tokenizer):
+    # Sign-pAirZero on AWGN at 10 dB, h_min = 1, x_max = 1: c = 1 and every client sends
+    # S = 2 BPSK symbols b_k (+-1) with |b_k|^2 = 1 / |h_k|^2 = 0.1, each lasting 1 / B.
+    power_w, bandwidth_hz = 0.5, 2.0e6
+    sign = SignScalarAggregation(
+        FixedSNR(10.0), AWGN(), min_gain_db=0.0, tx_power_w=power_w, bandwidth_hz=bandwidth_hz
+    )
+    _, module = _fit(tmp_path / "s", tokenizer, tiny_llama_dir, [sign], max_epochs=1)
+    metrics = module.last_metrics
+    assert metrics["comm/channel_uses"] == 2
+    assert metrics["comm/airtime_s"] == pytest.approx(2 / bandwidth_hz, rel=1e-12)
+    expected_j = 3 * 2 * 0.1 * power_w / bandwidth_hz  # 3 clients x S x |b_k|^2 x P x symbol
+    assert metrics["comm/energy_j"] == pytest.approx(expected_j, rel=1e-9)
+    # Analog, no artificial noise: |b_k c x_k| <= sqrt(P) keeps each symbol within the budget.
+    analog = AnalogScalarAggregation(FixedSNR(10.0), AWGN(), min_gain_db=0.0)
+    _, module = _fit(tmp_path / "a", tokenizer, tiny_llama_dir, [analog], max_epochs=1)
+    energy_j = module.last_metrics["comm/energy_j"]
+    assert 0 < energy_j <= 3 * 2 * analog.tx_power_w / analog.bandwidth_hz
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
