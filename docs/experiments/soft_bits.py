@@ -3,12 +3,23 @@
 Runs on the quickstart federation, all for the same number of rounds: FedAvg-LoRA without
 compression (configs/quickstart.yaml), top-k (configs/topk.yaml), SOFT (configs/soft.yaml),
 SOFT + TSFA (configs/soft_tsfa.yaml), and top-k with its ``rho`` chosen so that a client's
-upload costs what a SOFT upload measured (same bit budget). Checks the claim of Kim and Choi
-(arXiv 2505.00333): SOFT(+TSFA) within 2% of FedAvg's perplexity with >= 60% fewer bits.
+upload costs what a SOFT upload measured (same bit budget), each for every seed. Checks the
+claims of Kim and Choi (arXiv 2505.00333) with bits to target: the cumulative uplink bits each
+method needs to first reach the held-out perplexity FedAvg reached after 50%, 75% and 100% of
+its rounds (same seed), and whether it reaches it at all. Held-out perplexity is measured
+before round 1 and after every round.
 
-    python docs/experiments/soft_bits.py --rounds 4
+    python docs/experiments/soft_bits.py --rounds 10 --local-steps 6 --seeds 0 1
 
-Writes docs/figures/soft_bits.{json,md,png} and docs/figures/tsfa_latency.png.
+Two processes can share the runs (never one JSON file), then merge without training:
+
+    python docs/experiments/soft_bits.py --json a.json --runs soft:0 topk_matched:0 ...
+    python docs/experiments/soft_bits.py --json b.json --runs fedavg:0 topk:0 tsfa:0 ...
+    python docs/experiments/soft_bits.py --merge a.json b.json
+
+``topk_matched`` needs a SOFT run earlier in its own file. Every run is saved to the JSON when
+it ends; ``--resume`` skips the runs already there. Writes docs/figures/soft_bits.{json,md,png}
+and docs/figures/tsfa_latency.png.
 """
 
 from __future__ import annotations
@@ -128,32 +139,53 @@ def targets(fedavg: dict, fractions=FRACTIONS) -> list[tuple[float, int, float]]
     return out
 
 
+def first_reach(result: dict, target: float) -> int | None:
+    """The round (0: before round 1) after which the held-out perplexity first is <= ``target``."""
+    for t, ppl in enumerate(result["perplexity"]):
+        if ppl <= target:
+            return t
+    return None
+
+
 def bits_to_target(result: dict, target: float) -> float | None:
     """Cumulative uplink bits when the held-out perplexity first is <= ``target`` (None: never)."""
-    for bits, ppl in zip(*curve(result), strict=True):
-        if ppl <= target:
-            return bits
-    return None
+    t = first_reach(result, target)
+    return None if t is None else curve(result)[0][t]
 
 
 def savings(results: dict) -> dict[str, dict[str, list]]:
     """Per method and target fraction, one entry per seed: bits to target and saving vs FedAvg.
 
     The targets of a seed come from FedAvg's run of that seed; the saving is
-    ``1 - bits(method) / bits(FedAvg)`` at the same target (None if the method never reached it).
+    ``1 - bits(method) / bits(FedAvg)`` at the same target (None if the method never reached it);
+    ``saving_late`` is the saving had the method reached it one round later (one round of its
+    mean bits more): the resolution of a first-reach round on a noisy curve.
     """
     out: dict[str, dict[str, list]] = {}
     for seed, base in results[FEDAVG].items():
         for fraction, _, target in targets(base):
             ref = bits_to_target(base, target)
             for name, runs in results.items():
-                if seed not in runs:
-                    continue
-                bits = bits_to_target(runs[seed], target)
-                saving = None if bits is None else 1 - bits / ref
-                row = out.setdefault(name, {}).setdefault(f"{fraction:.2f}", [])
-                row.append({"seed": int(seed), "target": target, "bits": bits, "saving": saving})
+                if seed in runs:
+                    entry = _entry(runs[seed], target, ref)
+                    out.setdefault(name, {}).setdefault(f"{fraction:.2f}", []).append(
+                        {"seed": int(seed), "target": target, **entry}
+                    )
     return out
+
+
+def _entry(result: dict, target: float, ref: float) -> dict:
+    t = first_reach(result, target)
+    if t is None:
+        return {"round": None, "bits": None, "saving": None, "saving_late": None}
+    bits = curve(result)[0][t]
+    per_round = result["total_bits"] / max(1, len(result["rounds"]))
+    return {
+        "round": t,
+        "bits": bits,
+        "saving": 1 - bits / ref,
+        "saving_late": 1 - (bits + per_round) / ref,
+    }
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -178,7 +210,10 @@ def _cell(entries: list[dict]) -> str:
     if not reached:
         return f"not reached (0/{len(entries)} seeds)"
     mean_bits = sum(e["bits"] for e in reached) / len(reached)
-    per_seed = ", ".join("—" if e["saving"] is None else f"{e['saving']:+.0%}" for e in entries)
+    per_seed = ", ".join(
+        "not reached" if e["saving"] is None else f"{round(e['saving'], 3) + 0.0:+.0%}"
+        for e in entries
+    )
     return f"{mean_bits:.2e} ({len(reached)}/{len(entries)}; saving {per_seed})"
 
 
@@ -223,18 +258,26 @@ def verdicts(results: dict, saved: dict) -> list[str]:
 
 
 def _saving_verdict(entries: list[dict]) -> str:
+    """Passes only if every seed clears 60% even one round later; fails if every seed is below."""
+    seeds = "" if len(entries) > 1 else " (one seed: the seed-to-seed spread is not measured)"
     values = [e["saving"] for e in entries]
     if any(v is None for v in values):
         missed = sum(v is None for v in values)
-        return f"did not reach FedAvg's final perplexity in {missed}/{len(values)} seeds: fails."
-    low, high = min(values), max(values)
-    if low >= 0.6:
-        outcome = "passes (every seed >= 60%)"
-    elif high < 0.6:
+        return (
+            f"did not reach FedAvg's final perplexity within FedAvg's number of rounds in "
+            f"{missed}/{len(values)} seeds: fails at this size{seeds}."
+        )
+    late = [e["saving_late"] for e in entries]
+    if min(late) >= 0.6:
+        outcome = "passes (every seed >= 60%, even one round later)"
+    elif max(values) < 0.6:
         outcome = "fails (every seed < 60%)"
     else:
-        outcome = "undecided (the seeds straddle 60%)"
-    return f"saving to FedAvg's final perplexity {low:.1%}-{high:.1%} over seeds: {outcome}."
+        outcome = "within the noise (a seed, or the same seed one round later, is below 60%)"
+    return (
+        f"saving to FedAvg's final perplexity {_join(values, '.1%')} by seed "
+        f"({_join(late, '.1%')} one round later): {outcome}{seeds}."
+    )
 
 
 def _topk_verdict(results: dict) -> str:
@@ -246,19 +289,25 @@ def _topk_verdict(results: dict) -> str:
     ]
     if not gaps:
         return "no common seed."
-    spread = _seed_spread(results)
     sign = "worse" if min(gaps) > 0 else "better" if max(gaps) < 0 else "mixed"
-    clear = min(abs(g) for g in gaps) > spread if sign != "mixed" else False
-    return (
-        f"top-k's final perplexity minus SOFT's by seed: {_join(gaps, '+.2f')} ({sign}); "
-        f"FedAvg's seed-to-seed spread {spread:.2f}: "
+    text = f"top-k's final perplexity minus SOFT's by seed: {_join(gaps, '+.2f')} ({sign}); "
+    if len(gaps) < 2:
+        return text + "one seed: the noise is not measured, not decided."
+    spread = _seed_spread(results)
+    clear = sign != "mixed" and min(abs(g) for g in gaps) > spread
+    return text + (
+        f"largest seed-to-seed spread of a final perplexity {spread:.2f}: "
         + ("outside the noise." if clear else "within the noise, not a clear difference.")
     )
 
 
 def _seed_spread(results: dict) -> float:
-    finals = [r["perplexity"][-1] for r in results[FEDAVG].values()]
-    return max(finals) - min(finals)
+    """The largest range over seeds of the final perplexity of FedAvg, SOFT and matched top-k."""
+    spreads = []
+    for name in (FEDAVG, SOFT, TOPK_MATCHED):
+        finals = [r["perplexity"][-1] for r in results.get(name, {}).values()]
+        spreads.append(max(finals) - min(finals) if finals else 0.0)
+    return max(spreads)
 
 
 def _label(name: str, runs: dict) -> str:
@@ -358,7 +407,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:
         results = merge(args.merge)
-        (args.out / "soft_bits.json").write_text(json.dumps({"results": results}, indent=1))
+        sources = {str(path): json.loads(path.read_text())["args"] for path in args.merge}
+        merged = {"sources": sources, "results": results}
+        (args.out / "soft_bits.json").write_text(json.dumps(merged, indent=1, default=str))
     else:
         results = run_all(args, args.json or args.out / "soft_bits.json")
     if FEDAVG not in results:
