@@ -10,7 +10,9 @@ uplink's mean SNR drawn from the same distribution (uniform in [--snr-low-db, --
 once per client from a generator seeded by the client id, so client k has the same mean SNR in
 every system; the ideal run has no channel). Per system: final held-out perplexity, uplink bits,
 uplink airtime and energy, peak memory of one user device, wall time, in one table and one
-figure.
+figure. Ideal FedAvg-LoRA runs once more per ``--noise-seeds`` seed (the LoRA initialisation and
+the round's random draws change; data, clients and held-out set stay): the spread of its final
+perplexity is the yardstick for whether two systems' quality differs beyond seed noise.
 
 Peak memory per device is counted on the trained model, the same way for every system: the
 frozen weights the device holds, its adapter with gradients and AdamW state (none for
@@ -18,10 +20,11 @@ zeroth-order clients: no backward, no optimizer), and the activations autograd s
 local batch (``lit_airlora.split.memory.measure_tier``; SplitLLM's user holds only the layers
 before its first cut).
 
-    python docs/experiments/all_systems.py --rounds 3 --threads 1
+    python docs/experiments/all_systems.py --rounds 8 --threads 1
 
-Writes docs/figures/all_systems.{json,md,png}. The defaults are a short run sized for a shared
-2-core machine; the scale flags run it longer.
+Writes docs/figures/all_systems.{json,md,png}, with the wall time, the load average and the
+process's nice level. The defaults are a short run sized for a shared 2-core machine; the scale
+flags run it longer.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import runner
@@ -77,9 +81,17 @@ UPLINK = {
 }
 
 
-def overrides(args: argparse.Namespace, system: str) -> dict:
-    """The shared scale, seeds and SNR distribution for one system's config."""
+def noise_name(seed: int) -> str:
+    """Result name of ideal FedAvg-LoRA run again with ``seed`` (the seed-noise yardstick)."""
+    return f"{IDEAL}, seed {seed}"
+
+
+def overrides(args: argparse.Namespace, system: str, seed: int | None = None) -> dict:
+    """The shared scale, seeds and SNR distribution for one system's config (``seed``: the run
+    and module seeds of a seed-noise rerun; data, clients and held-out set unchanged)."""
     out = runner.scale_overrides(args)
+    if seed is not None:
+        out.update({"seed_everything": seed, "model.init_args.seed": seed})
     out["trainer.check_val_every_n_epoch"] = 1
     snr = {
         "class_path": "lit_airlora.channel.large_scale.UniformSNR",
@@ -138,19 +150,41 @@ def device_memory(module, args: argparse.Namespace) -> dict:
     return terms
 
 
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, int | None]]:
+    """``(result name, system, seed or None)`` of every run, the seed-noise reruns last."""
+    runs = [(system, system, None) for system in args.systems]
+    if IDEAL in args.systems:
+        runs += [(noise_name(seed), IDEAL, seed) for seed in args.noise_seeds]
+    return runs
+
+
+def machine() -> dict:
+    """What the run shared the machine with: load averages, nice level, torch threads."""
+    import torch
+
+    return {
+        "load_average": list(os.getloadavg()),
+        "nice": os.nice(0),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def run_all(args: argparse.Namespace, out: Path) -> dict[str, dict]:
-    results = json.loads(out.read_text())["results"] if args.resume and out.exists() else {}
-    for system in args.systems:
-        if system in results:
+    payload = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    results = payload.get("results", {})
+    for name, system, seed in planned_runs(args):
+        if name in results:
             continue
-        slug = system.split(" ")[0].lower().replace("-", "_")
-        results[system] = runner.run(
+        slug = name.split(" ")[0].lower().replace("-", "_") + ("" if seed is None else f"_{seed}")
+        before = machine()
+        results[name] = runner.run(
             compose(system),
-            overrides(args, system),
+            overrides(args, system, seed),
             f"all_systems_{slug}",
             args.threads,
             after_fit=lambda cli: {"device_memory": device_memory(cli.model, args)},
         )
+        results[name]["machine"] = {"before": before, "after": machine()}
         payload = {"args": vars(args), "results": results}
         out.write_text(json.dumps(payload, indent=1, default=str))
     return results
@@ -177,20 +211,40 @@ def summary_rows(results: dict[str, dict]) -> list[dict]:
     ]
 
 
+def seed_spread(rows: list[dict]) -> float:
+    """Spread (max - min) of ideal FedAvg-LoRA's final perplexity over its seeds (NaN: one)."""
+    ideal = [r["final_perplexity"] for r in rows if r["system"].startswith(IDEAL)]
+    return max(ideal) - min(ideal) if len(ideal) > 1 else math.nan
+
+
+def verdict(row: dict, ideal: float, spread: float) -> str:
+    """The final-perplexity gap to ideal FedAvg-LoRA (seed 0), and whether it exceeds the spread."""
+    if row["system"].startswith(IDEAL):
+        return "(yardstick)"
+    gap = row["final_perplexity"] - ideal
+    if math.isnan(spread):
+        return f"{gap:+.2f}"
+    return f"{gap:+.2f} ({'beyond' if abs(gap) > spread else 'within'} seed spread)"
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
+    ideal = next((r["final_perplexity"] for r in rows if r["system"] == IDEAL), math.nan)
+    spread = seed_spread(rows)
     lines = [
-        f"Short run: {args.rounds} rounds, {args.clients} clients ({args.clients_per_round} per "
+        f"{args.rounds} rounds, {args.clients} clients ({args.clients_per_round} per "
         f"round), {args.local_steps} local step(s) of {args.batch_size} x {args.seq_len} tokens, "
         f"uplink mean SNR uniform in [{args.snr_low_db:g}, {args.snr_high_db:g}] dB, seed "
-        f"{args.seeds[0]}.",
+        f"{args.seeds[0]}; ideal FedAvg-LoRA also with seeds {args.noise_seeds} (spread of its "
+        f"final perplexity: {_cell(spread, '.2f')}).",
         "",
-        "| system | final perplexity | uplink Mbit | uplink airtime s | uplink energy J "
-        "| peak memory per device MiB | wall time s |",
-        "|---|---|---|---|---|---|---|",
+        "| system | final perplexity | vs ideal | uplink Mbit | uplink airtime s "
+        "| uplink energy J | peak memory per device MiB | wall time s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = [
             f"{row['final_perplexity']:.2f}",
+            verdict(row, ideal, spread),
             _cell(row["uplink_mbit"], ".4g"),
             _cell(row["airtime_s"], ".4g"),
             _cell(row["energy_j"], ".4g"),
@@ -214,11 +268,12 @@ def plot(results: dict[str, dict], rows: list[dict], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, result in results.items():
         curve = result["perplexity"]
-        left.plot(range(len(curve)), curve, marker="o", label=name)
+        style = "--" if name.startswith(f"{IDEAL},") else "-"
+        left.plot(range(len(curve)), curve, style, marker="o", markersize=3, label=name)
     left.set_xticks(range(max(len(r["perplexity"]) for r in results.values())))
     left.set_xlabel("round (0 = before training)")
     left.set_ylabel("held-out perplexity")
-    left.set_title("Quality per round (short run)")
+    left.set_title(f"Quality per round ({len(curve) - 1} rounds, one seed per system)")
     left.legend(fontsize=8)
     names = [row["system"] for row in rows]
     right.barh(names, [row["device_peak_mib"] for row in rows], color="tab:gray")
@@ -236,6 +291,9 @@ def main() -> None:
     parser.add_argument("--snr-low-db", type=float, default=0.0)
     parser.add_argument("--snr-high-db", type=float, default=20.0)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument(
+        "--noise-seeds", type=int, nargs="*", default=[1], help="reruns of ideal FedAvg-LoRA"
+    )
     parser.add_argument("--resume", action="store_true", help="reuse runs already in the JSON")
     parser.add_argument("--out", type=Path, default=runner.FIGURES)
     args = parser.parse_args()

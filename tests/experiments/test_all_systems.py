@@ -44,3 +44,31 @@ def test_every_uplink_snr_model_is_replaced_by_the_shared_one(system):
     for dotted in kept:
         assert _get(own, dotted) and dotted not in overrides
     assert text.count("large_scale:") == len(all_systems.SNR_PATHS[system]) + len(kept)
+
+
+def test_seed_noise_reruns_change_only_the_seeds():
+    """The yardstick reruns of ideal FedAvg-LoRA keep data, clients and held-out set."""
+    parser = argparse.ArgumentParser()
+    all_systems.runner.add_scale_arguments(parser)
+    args = parser.parse_args([])
+    args.snr_low_db, args.snr_high_db = 0.0, 20.0
+    args.systems, args.noise_seeds = [all_systems.IDEAL, all_systems.SPLIT], [1, 2]
+    base = all_systems.overrides(args, all_systems.IDEAL)
+    rerun = all_systems.overrides(args, all_systems.IDEAL, seed=2)
+    changed = {k for k in rerun if base.get(k) != rerun[k]}
+    assert changed == {"seed_everything", "model.init_args.seed"} and rerun["seed_everything"] == 2
+    names = [name for name, _, _ in all_systems.planned_runs(args)]
+    assert names == [all_systems.IDEAL, all_systems.SPLIT, *map(all_systems.noise_name, (1, 2))]
+
+
+def test_gap_to_ideal_is_judged_against_the_seed_spread():
+    rows = [
+        {"system": all_systems.IDEAL, "final_perplexity": 200.0},
+        {"system": all_systems.noise_name(1), "final_perplexity": 203.0},
+        {"system": all_systems.AIRFL, "final_perplexity": 202.0},
+        {"system": all_systems.SOFT, "final_perplexity": 210.0},
+    ]
+    spread = all_systems.seed_spread(rows)
+    assert spread == 3.0
+    assert all_systems.verdict(rows[2], 200.0, spread) == "+2.00 (within seed spread)"
+    assert all_systems.verdict(rows[3], 200.0, spread) == "+10.00 (beyond seed spread)"
