@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import tempfile
@@ -212,12 +213,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--note", default="", help="what else ran on the machine (kept in --json)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before}", flush=True)
     results = {"bare": [], "lightning": []}
     for _ in range(args.repeats):
         results["bare"].append(measure_in_process(run_bare, args))
         results["lightning"].append(measure_in_process(run_lightning, args))
     summary = summarise(results)
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after} ({os.cpu_count()} CPUs)")
     print(
         f"K={args.clients} clients x E={args.steps} steps, batch {args.batch_size} x {args.seq_len}"
         f", {args.repeats} repeats"
@@ -237,7 +243,13 @@ def main() -> None:
         f"(min {ratio['min']:.3f}, max {ratio['max']:.3f}; target <= 1.10)"
     )
     if args.json is not None:
-        args.json.write_text(json.dumps({"args": vars(args), **summary}, indent=1, default=str))
+        machine = {
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "cpu_count": os.cpu_count(),
+        }
+        payload = {"args": vars(args), "machine": machine, **summary}
+        args.json.write_text(json.dumps(payload, indent=1, default=str))
 
 
 if __name__ == "__main__":

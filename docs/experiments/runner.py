@@ -151,7 +151,8 @@ def run(config: dict, overrides: dict, name: str, threads: int = 2, after_fit=No
 
 
 class RoundRecorder(L.Callback):
-    """Keeps a copy of the module's round metrics at the end of every round (after validation)."""
+    """Keeps a copy of the module's round metrics at the end of every round (after validation),
+    its validation metrics and what a rank policy logged (``policy/*``)."""
 
     def __init__(self) -> None:
         self.rounds: list[dict[str, float]] = []
@@ -159,6 +160,13 @@ class RoundRecorder(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics = {k: float(v) for k, v in pl_module.round_metrics.items()}
         metrics.update({k: float(v) for k, v in pl_module.last_metrics.items() if "val/" in k})
+        metrics.update(  # what a rank policy logged for the round (policy/mean_rank, bound/*)
+            {
+                k: float(v)
+                for k, v in trainer.callback_metrics.items()
+                if k.startswith("policy/") and v.numel() == 1
+            }
+        )
         self.rounds.append(metrics)
         ppl = metrics.get("val/perplexity", float("nan"))
         print(  # progress of long runs: round, held-out perplexity, CPU seconds so far
