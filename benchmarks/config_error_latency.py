@@ -8,8 +8,11 @@ traceback (exit code 1), and its message column shows the traceback's last error
 is not refused within ``--timeout`` seconds is reported as such. Target: every ``cli`` figure
 under 5 s on 2 CPU cores. The ``(parser)`` cases are mistakes the LightningCLI parser finds;
 the preflight answers them from the classes' signatures read with ``ast``
-(:mod:`lit_airlora.cli.static_types`). The last case needs the model (LoRA target modules that
-match none of its layers): it is answered after the imports and the model load, as a reference.
+(:mod:`lit_airlora.cli.static_types`). The ``(model files)`` cases depend on the model (LoRA
+targets and ranks against its layers, split cut points against its blocks, the head against
+the data's classes): LightningCLI alone answers them once the model's config or weights have
+loaded; the preflight reads the model's ``config.json`` and safetensors header instead
+(:mod:`lit_airlora.cli.model_checks`).
 
     .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--baseline-repeats N]
         [--timeout 120] [--json]
@@ -29,6 +32,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = ["--config", str(REPO / "configs" / "quickstart.yaml")]
+SPLITLLM = ["--config", str(REPO / "configs" / "splitllm.yaml")]
+SFL = ["--config", str(REPO / "configs" / "sfl.yaml")]
+CLASSIFICATION = ["--config", str(REPO / "configs" / "classification_bbc.yaml")]
 SKIP_PREFLIGHT = "from lit_airlora.cli.app import run; import sys; run(sys.argv[1:])"
 
 
@@ -53,7 +59,24 @@ def cases(scratch: Path) -> dict[str, list[str]]:
         "no such class_path (parser)": [
             "--model.init_args.aggregator=lit_airlora.federated.aggregators.Nope"
         ],
-        "needs the model (target_modules)": ["--model.init_args.lora.target_modules=[nope]"],
+        "target_modules match no layer (model files)": [
+            "--model.init_args.lora.target_modules=[nope]"
+        ],
+        "max_rank above a layer's width (model files)": ["--model.init_args.lora.max_rank=300"],
+        "gguf_file not in the package (model files)": ["--model.init_args.gguf_file=nope.gguf"],
+        "SplitLLM cut_points beyond the blocks (model files)": [
+            *SPLITLLM,
+            "--model.init_args.cut_points=[2,40]",
+        ],
+        "SplitLLM tier without LoRA (model files)": [
+            *SPLITLLM,
+            "--model.init_args.lora.target_modules=[lm_head]",
+        ],
+        "SFL cut_point beyond the blocks (model files)": [*SFL, "--model.init_args.cut_point=40"],
+        "num_labels below the classes (model files)": [
+            *CLASSIFICATION,
+            "--model.init_args.task.init_args.num_labels=3",
+        ],
     }
 
 

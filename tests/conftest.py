@@ -49,6 +49,28 @@ def tiny_llama_dir(tmp_path_factory, tokenizer) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, tokenizer) -> str:
+    """A 2-layer random GPT-2 (Conv1D projections with biases), saved like the tiny Llama."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny_gpt2")
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def tiny_llama4_dir(tmp_path_factory, tokenizer) -> str:
     """A 4-layer random Llama (split learning needs a block per tier) saved like the 2-layer one."""
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -204,6 +204,100 @@ def test_fixed_snr_list_shorter_than_the_clients_is_refused(capsys, tmp_path):
     assert_refused(capsys, [*config_args("quickstart.yaml"), "--config", str(system)], "snr_db")
 
 
+# -- settings that depend on the model: answered from its files, before any heavy import ------
+@pytest.fixture
+def preflight_only(monkeypatch):
+    """Fails the test if the LightningCLI runs: the pre-flight must answer alone."""
+
+    def run(*args, **kwargs):
+        raise AssertionError("the pre-flight let this config through to the LightningCLI")
+
+    monkeypatch.setattr("lit_airlora.cli.app.run", run)
+
+
+def _tiny_model(folder: str) -> list[str]:
+    return [f"--model.init_args.model={folder}", "--model.init_args.gguf_file=null"]
+
+
+def _lora_configs():
+    for name in NAMES:
+        if has_path(merged(name), "model.init_args.lora.target_modules"):
+            yield name
+
+
+@pytest.mark.parametrize(
+    ("extra", "arg"),
+    [
+        (["--model.init_args.lora.target_modules=[nope]"], "target_modules"),
+        (["--model.init_args.lora.target_modules=[q_proj,v_proj]"], "max_rank"),
+    ],
+    ids=["target_matches_no_layer", "max_rank_above_width"],
+)
+@pytest.mark.parametrize("name", list(_lora_configs()))
+def test_lora_settings_the_model_cannot_take_are_refused_from_its_files(
+    capsys, preflight_only, tiny_llama4_dir, name, extra, arg
+):
+    # tiny_llama4: hidden 32, v_proj 32 -> 16, so max_rank 24 fits q_proj but not v_proj.
+    args = [*config_args(name), *_tiny_model(tiny_llama4_dir), "--model.init_args.lora.max_rank=24"]
+    line = assert_refused(capsys, [*args, *extra], arg)
+    assert ("q_proj" in line) if arg == "target_modules" else ("<= 16" in line), line
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "arg"),
+    [
+        ("quickstart.yaml", ["--model.init_args.lora.target_modules=[self_attn.nope]"], "target"),
+        ("quickstart.yaml", ["--model.init_args.lora.exclude_modules=[q_proj,v_proj]"], "target"),
+        ("splitllm.yaml", ["--model.init_args.cut_points=[2,40]"], "cut_points"),
+        ("splitllm.yaml", ["--model.init_args.cut_points=[0,2]"], "cut_points"),
+        (
+            "splitllm.yaml",
+            [
+                "--model.init_args.cut_points=[1,3]",
+                "--model.init_args.lora.target_modules=[lm_head]",
+            ],
+            "target_modules",
+        ),
+        ("sfl.yaml", ["--model.init_args.cut_point=4"], "cut_point"),
+        (
+            "classification_bbc.yaml",
+            ["--model.init_args.task.init_args.num_labels=3"],
+            "num_labels",
+        ),
+    ],
+    ids=[
+        "dotted_suffix",
+        "all_excluded",
+        "cut_beyond",
+        "cut_zero",
+        "tier_without_lora",
+        "sfl_cut",
+        "num_labels",
+    ],
+)
+def test_model_dependent_errors_are_answered_before_the_model_loads(
+    capsys, preflight_only, tiny_llama4_dir, config, extra, arg
+):
+    assert_refused(capsys, [*config_args(config), *_tiny_model(tiny_llama4_dir), *extra], arg)
+
+
+def test_a_split_of_an_unsupported_architecture_is_refused_from_config_json(
+    capsys, preflight_only, tiny_gpt2_dir
+):
+    args = [
+        *config_args("splitllm.yaml"),
+        *_tiny_model(tiny_gpt2_dir),
+        "--model.init_args.cut_points=[1,2]",
+    ]
+    assert_refused(capsys, [*args, "--model.init_args.lora.target_modules=[c_attn]"], "model")
+
+
+def test_a_missing_gguf_file_lists_the_ones_there(capsys, preflight_only):
+    args = [*config_args("quickstart.yaml"), "--model.init_args.gguf_file=nope.gguf"]
+    line = assert_refused(capsys, args, "gguf_file")
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in line
+
+
 # -- errors once the run has started keep their traceback ---------------------------------------
 class FailsInTraining(Callback):
     """Raises a ``ValueError`` at the first training batch (a bug, not a configuration error)."""

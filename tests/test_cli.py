@@ -59,7 +59,7 @@ def test_fit_from_yaml_logs_and_exports(tmp_path, tiny_llama_dir, capsys):
     ("override", "message"),
     [
         ({"lora": {"max_rank": 0}}, r"max_rank` \(0\) must be a positive integer"),
-        ({"lora": {"target_modules": ["nope"]}}, r"\['nope'\] match no linear module"),
+        ({"lora": {"target_modules": ["nope"]}}, r"\['nope'\] match no linear layer"),
         ({"model": "/no/such/model"}, r"model` \(./no/such/model.\) is not an existing folder"),
     ],
 )

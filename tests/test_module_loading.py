@@ -172,28 +172,6 @@ def test_a_peft_lora_config_is_used_as_given(tmp_path, tiny_llama_dir, tokenizer
     assert set(loaded.lora_layers) == set(module.lora_layers)
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2_dir(tmp_path_factory, tokenizer) -> str:
-    """A 2-layer random GPT-2 (Conv1D projections with biases), saved like the tiny Llama."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny_gpt2")
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def test_gpt2_conv1d_targets_and_biases_train_federate_and_export(
     tmp_path, tiny_gpt2_dir, tokenizer
 ):

@@ -3,9 +3,10 @@
 A bad value should be reported in a second, not after 10-30 s of imports and a model load. This
 reads the ``--config`` files and ``--a.b=value`` overrides with PyYAML alone, merges them as
 LightningCLI would (later wins, key by key), and checks what needs no class: files that must
-exist, finite numbers everywhere, signs of a few named quantities, and relations across parts
-(TSFA's ``min_clients`` against the clients per round). The classes' own checks still run later;
-these only answer the common mistakes fast.
+exist, finite numbers everywhere, signs of a few named quantities, relations across parts
+(TSFA's ``min_clients`` against the clients per round) and, when the model is on disk, the
+settings that depend on it (:mod:`lit_airlora.cli.model_checks`). The classes' own checks still
+run later; these only answer the common mistakes fast.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from lit_airlora.cli.model_checks import check_model
+from lit_airlora.cli.signatures import accepted_arguments
 from lit_airlora.cli.static_types import check_classes
 from lit_airlora.errors import ConfigError
 
@@ -48,6 +51,7 @@ def preflight(argv: list[str]) -> None:
     check_relations(config)
     check_classes(config)
     check_files(config)
+    check_model(config)
     if ckpt_path is not None:
         check_checkpoint_file(ckpt_path)
 
@@ -105,18 +109,28 @@ def _load_yaml(path: str) -> dict:
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """``update`` over ``base``, key by key (a new ``class_path`` drops the old ``init_args``)."""
+    """``update`` over ``base``, key by key (a new ``class_path`` keeps only the old
+    ``init_args`` it accepts)."""
     out = dict(base)
     for key, value in update.items():
         old = out.get(key)
         if isinstance(old, dict) and isinstance(value, dict):
             if "class_path" in value and value["class_path"] != old.get("class_path"):
-                out[key] = value
+                out[key] = _switch_class(old, value)
             else:
                 out[key] = deep_merge(old, value)
         else:
             out[key] = value
     return out
+
+
+def _switch_class(old: dict, new: dict) -> dict:
+    """``new`` keeping the old ``init_args`` its class accepts, as jsonargparse does."""
+    accepted = accepted_arguments(str(new["class_path"]))
+    kept = {k: v for k, v in _init_args(old).items() if k in accepted}
+    if not kept:
+        return new
+    return {**new, "init_args": deep_merge(kept, _init_args(new))}
 
 
 def _set_dotted(config: dict, key: str, value: Any) -> None:

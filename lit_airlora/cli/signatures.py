@@ -14,6 +14,7 @@ import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Base classes whose ``__init__`` takes no argument.
 _NO_ARGUMENT_BASES = {"object", "ABC", "Protocol", "Generic"}
@@ -299,3 +300,47 @@ def base_names(source: ClassSource, depth: int = 0) -> set[str]:
         if found is not None:
             names |= base_names(found, depth + 1)
     return names
+
+
+#: What :func:`literal_default` returns for an argument without a literal default.
+NO_DEFAULT = object()
+
+
+def literal_default(source: ClassSource, name: str) -> Any:
+    """The literal default of a dataclass field (``field(default_factory=lambda: [...])``
+    included) or ``__init__`` argument; :data:`NO_DEFAULT` when it has none or is not a literal."""
+    node = _default_node(source, name)
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "field":
+        keywords = {k.arg: k.value for k in node.keywords}
+        node = keywords.get("default", keywords.get("default_factory"))
+        node = node.body if isinstance(node, ast.Lambda) else node
+    try:
+        return ast.literal_eval(node) if node is not None else NO_DEFAULT
+    except ValueError:
+        return NO_DEFAULT
+
+
+def _default_node(source: ClassSource, name: str) -> ast.expr | None:
+    for node in source.node.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == name:
+            return node.value
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            args = node.args
+            positional = [*args.posonlyargs, *args.args]
+            defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+            pairs = [
+                *zip(positional, defaults, strict=True),
+                *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+            ]
+            return next((d for a, d in pairs if a.arg == name), None)
+    return None
+
+
+def accepted_arguments(class_path: str) -> set[str]:
+    """Argument names of ``class_path``'s ``__init__``; empty when they cannot be told."""
+    try:
+        source = resolve_class_path(class_path)
+    except MissingError:
+        return set()
+    found = signature(source) if source is not None else None
+    return set(found.parameters) if found is not None and not found.open else set()

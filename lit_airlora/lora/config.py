@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from lit_airlora.lora.matching import check_layers, rule_of
 from lit_airlora.lora.svd_form import add_singular_values
 
 BIASES = ("none", "all", "lora_only")
@@ -101,27 +102,17 @@ def adaptable_modules(model: nn.Module) -> dict[str, tuple[int, int]]:
     return found
 
 
-def linear_module_names(model: nn.Module) -> list[str]:
-    """Distinct last-name parts of the adaptable layers (what ``target_modules`` can name)."""
-    return sorted({n.rsplit(".", 1)[-1] for n in adaptable_modules(model)})
+def check_targets(
+    model: nn.Module, settings: LoRASettings, peft_config=None, task_type: str = "CAUSAL_LM"
+) -> None:
+    """Raise if a target adapts no linear module or a layer is narrower than ``max_rank``.
 
-
-def check_targets(model: nn.Module, settings: LoRASettings) -> None:
-    """Raise if a target matches no linear module or a layer is narrower than ``max_rank``."""
-    available = linear_module_names(model)
-    missing = [t for t in settings.target_modules if t not in available]
-    if missing:
-        raise ValueError(
-            f"`target_modules` {missing} match no linear module of the model; "
-            f"its linear modules are: {available}."
-        )
-    for name, (d_in, d_out) in adaptable_modules(model).items():
-        width = min(d_in, d_out)
-        if name.rsplit(".", 1)[-1] in settings.target_modules and settings.max_rank > width:
-            raise ValueError(
-                f"`max_rank` ({settings.max_rank}) exceeds the width of `{name}` "
-                f"({d_in} -> {d_out}); use max_rank <= {width}."
-            )
+    peft's matching rule (:mod:`lit_airlora.lora.matching`, the same the pre-flight applies to
+    the weight names on disk) over the model's linear and ``Conv1D`` layers.
+    """
+    rule = rule_of(peft_config if peft_config is not None else settings, task_type == "SEQ_CLS")
+    rank_name = "max_rank" if peft_config is None else "r"
+    check_layers(adaptable_modules(model), rule, settings.max_rank, rank_name=rank_name)
 
 
 def wrap_lora(
@@ -141,7 +132,7 @@ def wrap_lora(
 
     from peft import get_peft_model
 
-    check_targets(model, settings)
+    check_targets(model, settings, peft_config, task_type)
     config = settings.to_peft(task_type) if peft_config is None else copy.deepcopy(peft_config)
     if config.task_type not in (None, task_type):
         raise ValueError(

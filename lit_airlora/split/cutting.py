@@ -91,3 +91,16 @@ def tier_of(module_name: str, specs: list[TierSpec]) -> str:
         return specs[0].name if "embed" in module_name else specs[-1].name
     block = int(match.group(1))
     return next(s.name for s in specs if s.start <= block < s.end)
+
+
+def tier_modules(modules: list[str], specs: list[TierSpec]) -> dict[str, list[str]]:
+    """Adapted modules of each tier; refuses a tier without one (it could not train)."""
+    found = {s.name: [m for m in modules if tier_of(m, specs) == s.name] for s in specs}
+    for spec in specs:
+        if not found[spec.name]:
+            raise ValueError(
+                f"`lora.target_modules` adapts no layer of the {spec.name} tier (blocks "
+                f"{spec.start}-{spec.end - 1}), which could not train: target modules every "
+                "block has (e.g. [q_proj, v_proj])."
+            )
+    return found

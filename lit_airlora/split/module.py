@@ -23,7 +23,12 @@ from lit_airlora.lora.layers import adapter_tensors, load_adapter_tensors
 from lit_airlora.models import load_config
 from lit_airlora.module import FederatedLoRAModule
 from lit_airlora.seeding import make_generator
-from lit_airlora.split.cutting import check_architecture, check_cut_points, tier_of, tier_specs
+from lit_airlora.split.cutting import (
+    check_architecture,
+    check_cut_points,
+    tier_modules,
+    tier_specs,
+)
 from lit_airlora.split.links import IdealLink, TensorLink
 from lit_airlora.split.step import Hop, split_step
 from lit_airlora.split.tiers import DecoderParts
@@ -126,7 +131,7 @@ class SplitLLMModule(FederatedLoRAModule):
     def _build_model(self) -> None:
         super()._build_model()
         self.parts = DecoderParts.of(self.model)
-        self.tier_modules = _tier_modules(list(self.lora_layers), self.specs)
+        self.tier_modules = tier_modules(list(self.lora_layers), self.specs)
 
     def _cuts(self, cut_points: list[int], num_layers: int) -> tuple[int, ...]:
         return check_cut_points(cut_points, num_layers, 2)
@@ -386,18 +391,6 @@ def _hops(names: list[str], uplink, downlink, backhaul) -> list[Hop]:
         link = backhaul or IdealLink()
         hops.append(Hop(f"{names[1]}_{names[2]}", link, link))
     return hops
-
-
-def _tier_modules(modules: list[str], specs) -> dict[str, list[str]]:
-    """Adapted modules of each tier; refuses a tier without one (it could not train)."""
-    found = {s.name: [m for m in modules if tier_of(m, specs) == s.name] for s in specs}
-    for tier, names in found.items():
-        if not names:
-            raise ValueError(
-                f"The {tier} tier holds no LoRA module: `lora.target_modules` adapts none of its "
-                "blocks. Target modules every block has (e.g. [q_proj, v_proj])."
-            )
-    return found
 
 
 def _split_streams(batch: dict) -> list[tuple[int, float, dict]]:

@@ -24,13 +24,13 @@ def test_bad_settings(kwargs, message):
 
 def test_unknown_target_lists_the_model_modules(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    with pytest.raises(ValueError, match=r"\['query'\] match no linear module.*q_proj"):
+    with pytest.raises(ValueError, match=r"\['query'\] match no linear layer.*q_proj"):
         wrap_lora(model, LoRASettings(target_modules=["query"]))
 
 
 def test_rank_wider_than_layer_is_rejected(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    with pytest.raises(ValueError, match=r"`max_rank` \(64\) exceeds the width of .*k_proj"):
+    with pytest.raises(ValueError, match=r"max_rank` \(64\) exceeds the width of .*k_proj"):
         wrap_lora(model, LoRASettings(target_modules=["k_proj"], max_rank=64))
 
 
