@@ -2,7 +2,8 @@
 
 Lightning loads checkpoints with ``weights_only=True``, so the objects a module is built from
 (aggregator, task, links, LoRA settings ...) are stored as ``{"class_path", "init_args"}`` of
-builtins, the form LightningCLI itself writes, read back from same-named attributes.
+builtins, the form LightningCLI itself writes: the arguments the object recorded when it was
+built (:class:`lit_airlora.init_args.RecordsInitArgs`), else its same-named attributes.
 ``load_from_checkpoint`` (and ``--ckpt_path`` in the CLI) then rebuilds the module alone. As in
 Lightning's own checkpoint loading, a class path is only resolved inside this package or in a
 module that is already imported, so a checkpoint never imports new code.
@@ -19,6 +20,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+
+from lit_airlora.init_args import recorded_init_args
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -135,6 +138,10 @@ def _build_nested(value: Any, name: str) -> Any:
 
 def _object_spec(value: Any) -> dict[str, Any]:
     cls = type(value)
+    class_path = f"{cls.__module__}.{cls.__qualname__}"
+    recorded = recorded_init_args(value)  # the arguments themselves (RecordsInitArgs parts)
+    if recorded is not None:
+        return {"class_path": class_path, "init_args": to_hparam(recorded)}
     init_args = {}
     for arg, param in inspect.signature(cls.__init__).parameters.items():
         if arg == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -142,10 +149,11 @@ def _object_spec(value: Any) -> dict[str, Any]:
         if not hasattr(value, arg):
             raise NotStorableError(
                 f"{cls.__name__} keeps its argument `{arg}` under another name; keep it as a "
-                f"same-named attribute so checkpoints can rebuild it"
+                "same-named attribute (or derive the class from lit_airlora.init_args."
+                "RecordsInitArgs) so checkpoints can rebuild it"
             )
         init_args[arg] = to_hparam(getattr(value, arg))
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+    return {"class_path": class_path, "init_args": init_args}
 
 
 def _partial_spec(value: functools.partial) -> dict[str, Any]:

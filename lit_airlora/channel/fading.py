@@ -19,6 +19,7 @@ from lit_airlora.channel.checks import (
     check_unit_interval,
 )
 from lit_airlora.channel.seeding import sionna_device, sionna_generator
+from lit_airlora.init_args import RecordsInitArgs
 from lit_airlora.seeding import make_generator
 
 #: TDL profiles of 3GPP TR 38.901 known to Sionna (the suffixed ones have a fixed delay spread).
@@ -27,7 +28,7 @@ TDL_MODELS = ("A", "B", "C", "D", "E", "A10", "A30", "B100", "C60", "C300", "D10
 CDL_MODELS = ("A", "B", "C", "D", "E")
 
 
-class SmallScale:
+class SmallScale(RecordsInitArgs):
     """Base class: unit-power small-scale fading of one block per client.
 
     Attributes:

@@ -17,6 +17,7 @@ from lit_airlora.channel.checks import (
     check_nonnegative,
     check_positive,
 )
+from lit_airlora.init_args import RecordsInitArgs
 from lit_airlora.seeding import make_generator
 
 #: 3GPP TR 36.814 / 38.901-style macro path loss: 128.1 + 37.6 log10(d / 1 km) dB.
@@ -24,7 +25,7 @@ PATH_LOSS_INTERCEPT_DB = 128.1
 PATH_LOSS_SLOPE_DB = 37.6
 
 
-class LargeScale:
+class LargeScale(RecordsInitArgs):
     """Base class: per-client average SNR in dB for one round."""
 
     def snr_db(self, client_ids: list[int], generator: torch.Generator) -> Tensor:

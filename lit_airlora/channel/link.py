@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor
 
+from lit_airlora.init_args import RecordsInitArgs
+
 
 @dataclass
 class LinkReport:
@@ -86,7 +88,7 @@ class LinkReport:
         )
 
 
-class DigitalLink:
+class DigitalLink(RecordsInitArgs):
     """Base class of digital links (see the module docstring for the conventions).
 
     Attributes:

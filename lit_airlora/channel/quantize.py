@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lit_airlora.init_args import RecordsInitArgs
+
 #: Bits of the float32 scale a scaled quantiser sends per tensor as side information.
 SCALE_BITS = 32
 #: Bit widths of the scaled quantisers.
@@ -51,7 +53,7 @@ class QuantizedSegments:
     counts: list[int]
 
 
-class Quantizer:
+class Quantizer(RecordsInitArgs):
     """Base class: values ``[N]`` float -> codes ``[N]`` of ``bits_per_value`` bits, and back.
 
     Attributes:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from lit_airlora.federated.aggregation import safe_divide, weighted_sum
 from lit_airlora.federated.upload import Reduce, Upload
+from lit_airlora.init_args import RecordsInitArgs
 
 WEIGHT_KEY = "__weight__"
 
@@ -28,7 +29,7 @@ def identity_reduce(sums: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(sums)
 
 
-class Aggregator(ABC):
+class Aggregator(RecordsInitArgs, ABC):
     """Base of the server aggregation rules (abstract: subclasses define the sums).
 
     ``partial_sums`` over one rank's uploads, a sum over ranks (``reduce``), then ``finalize``.

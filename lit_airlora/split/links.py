@@ -28,6 +28,7 @@ from lit_airlora.channel.quantize import (
     unpack_bits,
 )
 from lit_airlora.federated.upload import FLOAT32_BITS
+from lit_airlora.init_args import RecordsInitArgs
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Transfer:
     energy_j: float
 
 
-class TensorLink:
+class TensorLink(RecordsInitArgs):
     """Base class: ``send(x, generator) -> Transfer``. The default is a perfect link.
 
     The tier that sends on the link transmits at ``tx_power_w`` for the transfer's airtime:

@@ -10,8 +10,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from lit_airlora.init_args import RecordsInitArgs
 
-class Task:
+
+class Task(RecordsInitArgs):
     """What the federated module fine-tunes for, chosen in YAML by ``class_path``.
 
     Attributes:

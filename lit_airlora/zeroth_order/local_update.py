@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from lit_airlora.federated.upload import Upload
+from lit_airlora.init_args import RecordsInitArgs
 from lit_airlora.zeroth_order.perturbation import (
     add_direction_,
     clip_scalars,
@@ -24,7 +25,7 @@ SCALAR_KEY = "zo.projected_gradient"
 ANALOG_BITS = 16
 
 
-class ZerothOrder:
+class ZerothOrder(RecordsInitArgs):
     """Zeroth-order local updates: two forward passes per direction, no backward, no optimizer.
 
     pAirZero (Cai et al., "Three Birds, One Stone", arXiv 2604.12401) on MeZO's estimator. Every

@@ -120,3 +120,44 @@ def test_stream_batches_hold_every_stream_of_a_step(tmp_path, tokenizer):
     step_ids = [b["input_ids"] for b in streams.train_dataloader()]
     client_ids = [b["input_ids"] for b in clients.train_dataloader()]
     assert torch.equal(torch.cat([step_ids[0][:2], step_ids[1][:2]]), torch.cat(client_ids[:2]))
+
+
+def test_links_built_in_python_round_trip_through_the_checkpoint(
+    tmp_path, tiny_llama4_dir, tokenizer
+):
+    # Attributes named unlike the arguments (FixedSNR keeps `values`, UniformSNR its
+    # generator): the checkpoint stores the recorded arguments instead.
+    import warnings
+
+    from lit_airlora.channel.abstraction import AbstractionLink
+    from lit_airlora.channel.fading import RayleighBlock
+    from lit_airlora.channel.large_scale import FixedSNR, UniformSNR
+    from lit_airlora.channel.quantize import StochasticQuantizer, UniformQuantizer
+    from lit_airlora.hparams import to_hparam
+    from lit_airlora.split.links import AnalogLink, DigitalTensorLink, QuantizedLink
+    from lit_airlora.split.module import SplitLLMModule
+
+    links = {
+        "uplink": QuantizedLink(UniformQuantizer(bits=4), rate_bps=5e6),
+        "downlink": AnalogLink(FixedSNR([12.0]), RayleighBlock(), bandwidth_hz=1e6),
+        "backhaul": DigitalTensorLink(
+            AbstractionLink(mcs_index=3, max_retransmissions=1),
+            quantizer=StochasticQuantizer(bits=2),
+            large_scale=UniformSNR(15.0, 25.0, seed=3),
+        ),
+    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*cannot be stored.*")
+        trainer, module = split_fit(tmp_path, tiny_llama4_dir, tokenizer, 1, module_kwargs=links)
+    loaded = SplitLLMModule.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
+    for name, link in links.items():
+        assert loaded.hparams[name] == to_hparam(link)
+    assert loaded.hparams["uplink"]["init_args"]["quantizer"]["init_args"] == {"bits": 4}
+    assert loaded.hparams["downlink"]["init_args"]["large_scale"]["init_args"] == {"snr_db": [12.0]}
+    access, backhaul = loaded.hops
+    assert type(access.forward) is QuantizedLink and access.forward.quantizer.bits_per_value == 4
+    assert access.backward.large_scale.values == [12.0]
+    assert backhaul.forward.link.mcs_index == 3 and backhaul.forward.link.max_retransmissions == 1
+    assert type(backhaul.forward.quantizer) is StochasticQuantizer
+    assert backhaul.forward.quantizer.bits_per_value == 2
+    torch.testing.assert_close(_flat(loaded.global_adapter), _flat(module.global_adapter))
