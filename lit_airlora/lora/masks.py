@@ -169,10 +169,17 @@ def rotate_to_svd(A: Tensor, B: Tensor, rank: int) -> None:
     """Rewrite the first ``rank`` components so that ``B A`` is in SVD form (in place).
 
     Uses QR of both factors, so the cost is ``O(r^2 (d_in + d_out))``, never forming ``B A``.
+    Components with a zero singular value (below 1e-6 of the largest; all of them for a fresh
+    adapter, whose ``B`` is zero) keep a zero ``b_i`` and an ``a_i`` of the factor's mean row
+    norm: ``B A`` is the same, and the component still has a gradient (``a_i = 0`` and
+    ``b_i = 0`` would never train).
     """
     qa, ra = torch.linalg.qr(A[:rank].float().T)  # (d_in, r), (r, r)
     qb, rb = torch.linalg.qr(B[:, :rank].float())  # (d_out, r), (r, r)
     u, s, vh = torch.linalg.svd(rb @ ra.T)
     root = s.sqrt()
-    B[:, :rank] = ((qb @ u) * root).to(B.dtype)
-    A[:rank] = ((root[:, None] * vh) @ qa.T).to(A.dtype)
+    row_norm = A[:rank].float().norm(dim=1).mean()
+    a_scale = torch.where(s > s.max() * 1e-6, root, row_norm)  # 0 where B's column is 0
+    b_scale = torch.where(s > s.max() * 1e-6, root, torch.zeros_like(root))
+    B[:, :rank] = ((qb @ u) * b_scale).to(B.dtype)
+    A[:rank] = ((a_scale[:, None] * vh) @ qa.T).to(A.dtype)

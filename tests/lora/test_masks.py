@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from lit_airlora.lora.config import LoRASettings, wrap_lora
 from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
-from lit_airlora.lora.masks import RankMasks, component_importance
+from lit_airlora.lora.masks import RankMasks, component_importance, rotate_to_svd
 
 MAX_RANK, RANK = 8, 3
 
@@ -81,6 +81,34 @@ def test_svd_truncation_is_the_best_rank_r_approximation(tiny_llama_dir):
     kept = (factors.lora_B[:, :2] @ factors.lora_A[:2]).detach() / 2
     error = torch.linalg.matrix_norm(delta - kept) ** 2
     torch.testing.assert_close(error, singular[2:].pow(2).sum(), rtol=1e-4, atol=1e-7)
+
+
+def test_svd_truncation_of_a_fresh_adapter_keeps_it_trainable(tiny_llama_dir):
+    """B = 0 (a fresh adapter, before any round): an SVD of the zero update once zeroed A too,
+    after which neither factor ever had a gradient."""
+    torch.manual_seed(1)
+    model = wrap_lora(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir), LoRASettings(max_rank=MAX_RANK)
+    )
+    masks = RankMasks(model)
+    masks.set_ranks(dict.fromkeys(masks.layers, 2), truncate="svd")
+    ids = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    model(input_ids=ids, labels=ids).loss.backward()
+    for factors in masks.layers.values():
+        assert factors.lora_B.abs().max() == 0  # the update B A is still zero
+        assert factors.lora_A[:2].norm(dim=1).min() > 0.1
+        assert factors.lora_B.grad[:, :2].abs().max() > 0
+
+
+def test_svd_rotation_of_a_rank_deficient_update_keeps_it_and_every_a_row():
+    generator = torch.Generator().manual_seed(0)
+    A, B = torch.randn(6, 10, generator=generator), torch.randn(9, 6, generator=generator)
+    B[:, 4:] = 0  # B A has rank 4
+    delta = B @ A
+    rotate_to_svd(A, B, 6)
+    torch.testing.assert_close(B @ A, delta, rtol=1e-4, atol=1e-5)
+    assert A.norm(dim=1).min() > 0.1  # the two zero-singular-value components can still train
+    assert B[:, 4:].abs().max() == 0
 
 
 def test_importance_orders_components():
