@@ -71,3 +71,14 @@ def test_bad_run_plan_and_a_run_in_two_merged_files_are_refused(tmp_path):
         path.write_text(json.dumps({"results": {soft_bits.SOFT: {"0": FEDAVG}}}))
     with pytest.raises(ValueError, match=r"--merge: SOFT .* seed 0 is in two files"):
         soft_bits.merge(paths)
+
+
+def test_tsfa_priced_at_32_bits_needs_twice_the_bits_to_every_target():
+    tsfa = _run([100.0, 70.0, 55.0, 45.0, 39.0], 3.0)
+    both = soft_bits.with_tsfa_at_32_bits({soft_bits.TSFA: {"0": tsfa}})
+    doubled = both[soft_bits.TSFA_32]["0"]
+    for target in (60.0, 45.0, 39.0):
+        assert soft_bits.bits_to_target(doubled, target) == 2 * soft_bits.bits_to_target(
+            tsfa, target
+        )
+    assert doubled["total_bits"] == 2 * tsfa["total_bits"] and tsfa["total_bits"] == 12.0
