@@ -22,11 +22,19 @@ def _run(perplexity: list[float], bits_per_round: float) -> dict:
     return {"perplexity": perplexity, "rounds": rounds, "total_bits": bits_per_round * len(rounds)}
 
 
-FEDAVG = _run([100.0, 80.0, 60.0, 50.0, 40.0], 10.0)  # targets: 60 (round 2), 50 (3), 40 (4)
+FEDAVG = _run([100.0, 80.0, 60.0, 50.0, 40.0], 10.0)  # targets: 80, 60, 50, 40 (rounds 1-4)
 
 
 def test_targets_and_bits_to_target_follow_the_first_crossing():
-    assert soft_bits.targets(FEDAVG) == [(0.5, 2, 60.0), (0.75, 3, 50.0), (1.0, 4, 40.0)]
+    assert soft_bits.targets(FEDAVG) == [
+        (0.25, 1, 80.0),
+        (0.5, 2, 60.0),
+        (0.75, 3, 50.0),
+        (1.0, 4, 40.0),
+    ]
+    # a curve that rises again (overfitting) keeps the best it reached: its running minimum
+    rising = _run([100.0, 80.0, 60.0, 70.0, 65.0], 10.0)
+    assert [p for _, _, p in soft_bits.targets(rising)] == [80.0, 60.0, 60.0, 60.0]
     soft = _run([100.0, 70.0, 55.0, 45.0, 41.0], 3.0)
     assert soft_bits.bits_to_target(soft, 60.0) == 6.0  # round 2
     assert soft_bits.bits_to_target(soft, 45.0) == 9.0  # round 3, equality counts
