@@ -265,24 +265,42 @@ def plot(results: dict[str, dict], rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, result in results.items():
-        curve = result["perplexity"]
-        style = "--" if name.startswith(f"{IDEAL},") else "-"
-        left.plot(range(len(curve)), curve, style, marker="o", markersize=3, label=name)
-    left.set_xticks(range(max(len(r["perplexity"]) for r in results.values())))
-    left.set_xlabel("round (0 = before training)")
-    left.set_ylabel("held-out perplexity")
-    left.set_title(f"Quality per round ({len(curve) - 1} rounds, one seed per system)")
-    left.legend(fontsize=8)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    _plot_quality(left, results)
+    rows = [row for row in rows if not row["system"].startswith(f"{IDEAL},")]
     names = [row["system"] for row in rows]
     right.barh(names, [row["device_peak_mib"] for row in rows], color="tab:gray")
     for i, row in enumerate(rows):
         right.text(row["device_peak_mib"], i, f" {_cell(row['uplink_mbit'], '.3g')} Mbit up")
+    right.set_xlim(0, 1.35 * max(row["device_peak_mib"] for row in rows))
     right.set_xlabel("peak memory per device (MiB)")
     right.set_title("Per-device memory, with uplink traffic")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def _plot_quality(axes, results: dict[str, dict]) -> None:
+    """Perplexity per round; ideal FedAvg-LoRA's seeds as a band, off-scale curves clipped."""
+    seeds = [r["perplexity"] for n, r in results.items() if n.startswith(IDEAL)]
+    rounds = range(max(len(r["perplexity"]) for r in results.values()))
+    if len(seeds) > 1:
+        low = [min(c[i] for c in seeds) for i in range(len(seeds[0]))]
+        high = [max(c[i] for c in seeds) for i in range(len(seeds[0]))]
+        band = f"{IDEAL}: {len(seeds)} seeds"
+        axes.fill_between(range(len(low)), low, high, color="tab:blue", alpha=0.2, label=band)
+    top = 1.15 * max(r["perplexity"][0] for r in results.values())
+    for name, result in results.items():
+        if name.startswith(f"{IDEAL},"):
+            continue
+        curve = result["perplexity"]
+        label = name if max(curve) <= top else f"{name} (up to {max(curve):.0f}, clipped)"
+        axes.plot(range(len(curve)), curve, marker="o", markersize=3, label=label)
+    axes.set_ylim(0.95 * min(min(r["perplexity"]) for r in results.values()), top)
+    axes.set_xticks(list(rounds))
+    axes.set_xlabel("round (0 = before training)")
+    axes.set_ylabel("held-out perplexity")
+    axes.set_title(f"Quality per round ({len(rounds) - 1} rounds, one seed per system)")
+    axes.legend(fontsize=7)
 
 
 def main() -> None:
