@@ -24,15 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import runner
+import torch
+
+from lit_airlora.federated.stages import StageCallback
+from lit_airlora.zeroth_order.local_update import SCALAR_KEY
 
 TASKS = {
     "bbc": ["quickstart.yaml", "classification_bbc.yaml", "pairzero/task.yaml"],
     "shakespeare": ["quickstart.yaml", "pairzero/task.yaml"],
 }
 CALLBACK = "trainer.callbacks.0.init_args."
+PAPER_CLIP = 100.0  # gamma
 ZO = "model.init_args.zeroth_order.init_args."
 
 
@@ -49,6 +55,11 @@ def runs(args) -> dict[str, tuple[list[str], dict]]:
         out[f"Analog {args.schedule_snr:g} dB, {schedule}"] = (
             [*zo, "pairzero_analog.yaml"],
             overrides,
+        )
+    if args.clip != PAPER_CLIP:  # the paper's gamma once, beside the gamma sized from the scalars
+        out[f"Analog {args.schedule_snr:g} dB, gamma {PAPER_CLIP:g}"] = (
+            [*zo, "pairzero_analog.yaml"],
+            {**channel(args.schedule_snr, "optimised", "Analog", args), ZO + "clip": PAPER_CLIP},
         )
     out["FO-Adam"] = (
         [*task, "pairzero_fo_adam.yaml"],
@@ -86,6 +97,21 @@ def scale(args) -> dict:
     }
 
 
+class ScalarObserver(StageCallback):
+    """Logs the clients' clipped scalars before the channel: ``zo/abs_scalar`` (mean of |g_k|),
+    ``zo/max_abs_scalar`` and ``zo/clean_mean`` (their noise-free mean), to size gamma."""
+
+    def on_round_end(self, trainer, pl_module, ctx) -> None:
+        ctx.metrics["time/round_end_s"] = time.perf_counter()  # gaps give round and eval times
+        values = [u.tensors[SCALAR_KEY].abs() for u in ctx.uploads if SCALAR_KEY in u.tensors]
+        if values:
+            stacked = torch.cat(values).double()
+            clean = ctx.ideal_aggregate[SCALAR_KEY].double()
+            ctx.metrics["zo/abs_scalar"] = float(stacked.mean())
+            ctx.metrics["zo/max_abs_scalar"] = float(stacked.max())
+            ctx.metrics["zo/clean_mean"] = float(clean.mean())
+
+
 def summarise(name: str, result: dict) -> dict:
     rounds, history = result["rounds"], result["history"]
     last = rounds[-1] if rounds else {}
@@ -98,10 +124,17 @@ def summarise(name: str, result: dict) -> dict:
         "metric_by_validation": history,
         "agg_mse": runner.mean_metric(result, "channel/agg_mse"),
         "agg_mse_by_round": [r.get("channel/agg_mse", math.nan) for r in rounds],
+        "abs_scalar_by_round": [r.get("zo/abs_scalar", math.nan) for r in rounds],
+        "max_abs_scalar_by_round": [r.get("zo/max_abs_scalar", math.nan) for r in rounds],
+        "clean_mean_by_round": [r.get("zo/clean_mean", math.nan) for r in rounds],
+        "epsilon_by_round": [r.get("privacy/epsilon", math.inf) for r in rounds],
+        "train_loss_by_round": [r.get("round/train_loss", math.nan) for r in rounds],
+        "round_end_s": [r.get("time/round_end_s", math.nan) for r in rounds],
         "sign_flip_rate": runner.mean_metric(result, "channel/sign_flip_rate"),
         "epsilon": last.get("privacy/epsilon", math.inf),
         "bits_per_client_round": runner.mean_metric(result, "comm/uplink_bits_per_client"),
         "wall_s": result["wall_s"],
+        "val_examples": result.get("val_examples"),
     }
 
 
@@ -111,6 +144,7 @@ def _snr(name: str) -> float:
 
 
 def table(rows: list[dict], metric: str) -> str:
+    """Markdown table; accuracy carries its binomial standard error ``sqrt(p (1 - p) / n)``."""
     lines = [
         f"| run | rounds | {metric} before | {metric} after | scalar MSE | sign flips | epsilon "
         "| bits/client/round | wall (min) |",
@@ -121,20 +155,55 @@ def table(rows: list[dict], metric: str) -> str:
         mse = "" if math.isnan(r["agg_mse"]) else f"{r['agg_mse']:.3g}"
         eps = "inf (no noise)" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3f}"
         lines.append(
-            f"| {r['run']} | {r['rounds']} | {r['metric_start']:.3f} | {r['metric_end']:.3f} "
-            f"| {mse} | {flips} | {eps} | {r['bits_per_client_round']:.0f} "
-            f"| {r['wall_s'] / 60:.1f} |"
+            f"| {r['run']} | {r['rounds']} | {r['metric_start']:.3f} "
+            f"| {r['metric_end']:.3f}{_error(r, metric)} | {mse} | {flips} | {eps} "
+            f"| {r['bits_per_client_round']:.3g} | {r['wall_s'] / 60:.1f} |"
         )
     return "\n".join(lines)
 
 
+def _error(row: dict, metric: str) -> str:
+    n = row.get("val_examples")
+    if metric != "accuracy" or not n:
+        return ""
+    p = row["metric_end"]
+    return f" ± {math.sqrt(p * (1 - p) / n):.3f}"
+
+
 def figure(rows: list[dict], metric: str, path: Path) -> None:
+    """Metric against SNR (last validation), metric by round, broadcast error against signal."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.5))
+    _by_snr(left, rows, metric)
+    for r in rows:
+        history = r["metric_by_validation"]
+        every = r.get("val_every") or r["rounds"]
+        x = [min(i * every, r["rounds"]) for i in range(len(history))]
+        style = "--" if r["run"] in _BASELINES else "-"
+        middle.plot(x, history, style, marker=".", label=r["run"], color=_colour(r["run"]))
+    middle.set_xlabel("round")
+    middle.set_ylabel(f"held-out {metric}")
+    middle.set_yscale("log" if metric == "perplexity" else "linear")
+    middle.legend(fontsize=6)
+    for r in rows:
+        if r["run"].startswith("Analog") and not math.isnan(r["agg_mse"]):
+            right.semilogy([math.sqrt(v) for v in r["agg_mse_by_round"]], lw=0.8, label=r["run"])
+    for r in rows:
+        if r["run"] == "Perfect":
+            right.semilogy([abs(v) for v in r["clean_mean_by_round"]], "k.", ms=3,
+                           label="|noise-free mean scalar| (Perfect)")  # fmt: skip
+    right.set_xlabel("round")
+    right.set_ylabel("error std of the broadcast scalar")
+    right.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _by_snr(ax, rows: list[dict], metric: str) -> None:
     for label, marker in (("Analog", "o"), ("Sign", "s")):
         points = sorted(
             (r["snr_db"], r["metric_end"])
@@ -142,32 +211,49 @@ def figure(rows: list[dict], metric: str, path: Path) -> None:
             if r["run"].startswith(label) and not math.isnan(r["snr_db"]) and "," not in r["run"]
         )  # the optimised schedule; the others are marked apart
         if points:
-            left.plot(*zip(*points, strict=True), marker=marker, label=f"{label} (optimised)")
+            ax.plot(*zip(*points, strict=True), marker=marker, label=f"{label} (optimised)")
     for r in rows:
-        if "static" in r["run"] or "reversed" in r["run"]:
+        if "," in r["run"]:  # static, reversed, the paper's gamma
             snr = float(r["run"].split()[1])
-            left.scatter([snr], [r["metric_end"]], marker="x", label=r["run"], zorder=3)
+            ax.scatter([snr], [r["metric_end"]], marker="x", label=r["run"], zorder=3)
         elif math.isnan(r["snr_db"]):  # Perfect and the first-order baselines
-            left.axhline(r["metric_end"], ls="--", lw=0.8, label=r["run"], color=_colour(r["run"]))
-    left.axhline(rows[0]["metric_start"], color="k", lw=0.5, label="before round 1")
-    left.set_xlabel("maximum mean SNR (dB)")
-    left.set_ylabel(f"held-out {metric} after the last round")
-    left.legend(fontsize=7)
-    for r in rows:
-        if r["run"].startswith("Analog") and not math.isnan(r["agg_mse"]):
-            right.semilogy(r["agg_mse_by_round"], label=r["run"])
-    right.set_xlabel("round")
-    right.set_ylabel("MSE of the broadcast scalar")
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+            ax.axhline(r["metric_end"], ls="--", lw=0.8, label=r["run"], color=_colour(r["run"]))
+    ax.axhline(rows[0]["metric_start"], color="k", lw=0.5, label="before round 1")
+    ax.set_xlabel("maximum mean SNR (dB)")
+    ax.set_ylabel(f"held-out {metric} after the last round")
+    ax.legend(fontsize=6)
 
 
-def _colour(name: str) -> str:
-    return {"Perfect": "tab:green", "FO-Adam": "tab:red", "FO-SGD": "tab:purple"}.get(name, "grey")
+_BASELINES = ("Perfect", "FO-Adam", "FO-SGD")
 
 
-def parse_args() -> argparse.Namespace:
+def _colour(name: str) -> str | None:
+    return {"Perfect": "k", "FO-Adam": "tab:red", "FO-SGD": "tab:purple"}.get(name)
+
+
+def merge(paths: list[str], out: Path, val_examples: int | None = None) -> dict:
+    """One record from several runs' JSON files (each written by its own process);
+    ``val_examples`` fills the held-out count of records written before it was stored."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    for part in parts:
+        for row in part["runs"]:
+            row.setdefault("val_every", part["args"]["val_every"])
+            if row.get("val_examples") is None:
+                row["val_examples"] = val_examples
+    runs = sorted((row for part in parts for row in part["runs"]), key=_order)
+    merged = {"args": [part["args"] for part in parts], "sources": paths, "runs": runs}
+    out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
+    return merged
+
+
+def _order(row: dict) -> tuple:
+    name = row["run"]
+    kind = next((i for i, k in enumerate(("Perfect", "Analog", "Sign")) if name.startswith(k)), 3)
+    snr = -row["snr_db"] if not math.isnan(row["snr_db"]) else 0.0
+    return (kind, "," in name, snr, name)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="bbc")
     parser.add_argument("--rounds", type=int, default=30)
@@ -190,15 +276,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", help="run only these names")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", help="output stem (default docs/figures/pairzero_<task>)")
-    return parser.parse_args()
+    parser.add_argument(
+        "--merge", nargs="+", help="JSON files of separate processes: merge into --out, no runs"
+    )
+    parser.add_argument(
+        "--val-examples", type=int, help="with --merge: held-out count for records without it"
+    )
+    return parser.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
-    from lit_airlora.cli import compose_config
-
     out = Path(args.out or runner.FIGURES / f"pairzero_{args.task}")
     metric = "accuracy" if args.task == "bbc" else "perplexity"
+    raw = merge(args.merge, out, args.val_examples) if args.merge else train(args, out)
+    out.with_suffix(".md").write_text(table(raw["runs"], metric) + "\n")
+    figure(raw["runs"], metric, out.with_suffix(".png"))
+    print(table(raw["runs"], metric))
+
+
+def train(args, out: Path) -> dict:
+    """Runs every configured run not yet in the JSON (``--resume``), saving after each one."""
+    from lit_airlora.cli import compose_config
+
     raw = json.loads(out.with_suffix(".json").read_text()) if args.resume else {"runs": []}
     raw["args"] = vars(args)
     done = {r["run"] for r in raw["runs"]}
@@ -209,15 +309,20 @@ def main() -> None:
         overrides = {**scale(args), **overrides}
         if config["model"]["init_args"].get("zeroth_order") is None:  # first-order baselines
             overrides = {k: v for k, v in overrides.items() if "zeroth_order" not in k}
-        result = runner.run(config, overrides, f"pairzero_{args.task}_{len(done)}", args.threads)
-        raw["runs"].append(summarise(name, result))
+        result = runner.run(
+            config, overrides, f"{out.name}_{len(done)}", args.threads,
+            after_fit=_val_size, observers=[ScalarObserver()],
+        )  # fmt: skip
+        raw["runs"].append({**summarise(name, result), "val_every": args.val_every or args.rounds})
         done.add(name)
         out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
         r = raw["runs"][-1]
         print(f"{name}: {r['metric_start']:.3f} -> {r['metric_end']:.3f}", flush=True)
-    out.with_suffix(".md").write_text(table(raw["runs"], metric) + "\n")
-    figure(raw["runs"], metric, out.with_suffix(".png"))
-    print(table(raw["runs"], metric))
+    return raw
+
+
+def _val_size(cli) -> dict:
+    return {"val_examples": len(cli.datamodule.val_set)}
 
 
 if __name__ == "__main__":

@@ -111,9 +111,12 @@ def prepared_config(config: dict, overrides: dict, run_dir: Path) -> dict:
     return config
 
 
-def run(config: dict, overrides: dict, name: str, threads: int = 2, after_fit=None) -> dict:
+def run(
+    config: dict, overrides: dict, name: str, threads: int = 2, after_fit=None, observers=()
+) -> dict:
     """Train one config; returns perplexity by round, per-round metrics, bits and wall time,
-    and what ``after_fit(cli)`` returns (a dict) when given."""
+    and what ``after_fit(cli)`` returns (a dict) when given. ``observers`` are extra callbacks
+    (e.g. stage observers adding round metrics), appended after the config's."""
     import torch
 
     from lit_airlora.cli import TRAINER_DEFAULTS, AirLoRACLI
@@ -134,7 +137,7 @@ def run(config: dict, overrides: dict, name: str, threads: int = 2, after_fit=No
         args=["--config", str(path)],
     )
     recorder = RoundRecorder()
-    cli.trainer.callbacks.append(recorder)
+    cli.trainer.callbacks.extend([*observers, recorder])
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     wall_s = time.perf_counter() - start
