@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import runner
@@ -143,31 +144,43 @@ def _snr(name: str) -> float:
     return float(words[1]) if len(words) > 2 and words[2] == "dB" else math.nan
 
 
-def table(rows: list[dict], metric: str) -> str:
-    """Markdown table; accuracy carries its binomial standard error ``sqrt(p (1 - p) / n)``."""
+def table(rows: list[dict], metric: str, at_rounds: Sequence[int] = ()) -> str:
+    """Markdown table: the metric before round 1, after the last round and at ``at_rounds``
+    (blank where a run did not validate); accuracy carries its binomial standard error
+    ``sqrt(p (1 - p) / n)``."""
+    extra = "".join(f" {metric} at round {n} |" for n in at_rounds)
     lines = [
-        f"| run | rounds | {metric} before | {metric} after | scalar MSE | sign flips | epsilon "
-        "| bits/client/round | wall (min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| run | rounds | {metric} before | {metric} after |{extra} scalar MSE | sign flips "
+        "| epsilon | bits/client/round | wall (min) |",
+        "|---|---|---|---|" + "---|" * len(at_rounds) + "---|---|---|---|---|",
     ]
     for r in rows:
         flips = "" if math.isnan(r["sign_flip_rate"]) else f"{r['sign_flip_rate']:.3f}"
         mse = "" if math.isnan(r["agg_mse"]) else f"{r['agg_mse']:.3g}"
         eps = "inf (no noise)" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3f}"
+        at = "".join(f" {_value(r, metric_at(r, n), metric)} |" for n in at_rounds)
         lines.append(
             f"| {r['run']} | {r['rounds']} | {r['metric_start']:.3f} "
-            f"| {r['metric_end']:.3f}{_error(r, metric)} | {mse} | {flips} | {eps} "
+            f"| {_value(r, r['metric_end'], metric)} |{at} {mse} | {flips} | {eps} "
             f"| {r['bits_per_client_round']:.3g} | {r['wall_s'] / 60:.1f} |"
         )
     return "\n".join(lines)
 
 
-def _error(row: dict, metric: str) -> str:
+def metric_at(row: dict, round_idx: int) -> float:
+    """The held-out metric after round ``round_idx`` (NaN if the run did not validate then)."""
+    every = row.get("val_every") or row["rounds"]
+    rounds = [min(i * every, row["rounds"]) for i in range(len(row["metric_by_validation"]))]
+    return row["metric_by_validation"][rounds.index(round_idx)] if round_idx in rounds else math.nan
+
+
+def _value(row: dict, p: float, metric: str) -> str:
+    if math.isnan(p):
+        return ""
     n = row.get("val_examples")
     if metric != "accuracy" or not n:
-        return ""
-    p = row["metric_end"]
-    return f" ± {math.sqrt(p * (1 - p) / n):.3f}"
+        return f"{p:.3f}"
+    return f"{p:.3f} ± {math.sqrt(p * (1 - p) / n):.3f}"
 
 
 def figure(rows: list[dict], metric: str, path: Path) -> None:
@@ -181,8 +194,7 @@ def figure(rows: list[dict], metric: str, path: Path) -> None:
     _by_snr(left, rows, metric)
     for r in rows:
         history = r["metric_by_validation"]
-        every = r.get("val_every") or r["rounds"]
-        x = [min(i * every, r["rounds"]) for i in range(len(history))]
+        x = [min(i * (r.get("val_every") or r["rounds"]), r["rounds"]) for i in range(len(history))]
         style = "--" if r["run"] in _BASELINES else "-"
         middle.plot(x, history, style, marker=".", label=r["run"], color=_colour(r["run"]))
     middle.set_xlabel("round")
@@ -280,6 +292,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--merge", nargs="+", help="JSON files of separate processes: merge into --out, no runs"
     )
     parser.add_argument(
+        "--at-rounds", type=int, nargs="*", default=[], help="table columns: metric at these rounds"
+    )
+    parser.add_argument(
         "--val-examples", type=int, help="with --merge: held-out count for records without it"
     )
     return parser.parse_args(argv)
@@ -290,9 +305,9 @@ def main() -> None:
     out = Path(args.out or runner.FIGURES / f"pairzero_{args.task}")
     metric = "accuracy" if args.task == "bbc" else "perplexity"
     raw = merge(args.merge, out, args.val_examples) if args.merge else train(args, out)
-    out.with_suffix(".md").write_text(table(raw["runs"], metric) + "\n")
+    out.with_suffix(".md").write_text(table(raw["runs"], metric, args.at_rounds) + "\n")
     figure(raw["runs"], metric, out.with_suffix(".png"))
-    print(table(raw["runs"], metric))
+    print(table(raw["runs"], metric, args.at_rounds))
 
 
 def train(args, out: Path) -> dict:

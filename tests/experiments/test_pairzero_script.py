@@ -74,3 +74,12 @@ def test_table_gives_the_binomial_standard_error_of_accuracy(script):
     line = script.table([row], "accuracy").splitlines()[-1]
     assert f"0.250 ± {math.sqrt(0.25 * 0.75 / 120):.3f}" in line  # 0.040
     assert "±" not in script.table([row], "perplexity")
+
+
+def test_table_reads_the_metric_at_a_round_from_the_validation_curve(script):
+    row = {**_row("Perfect", math.nan, 0.5), "rounds": 80, "val_every": 20}
+    row["metric_by_validation"] = [0.2, 0.25, 0.3, 0.4, 0.5]  # rounds 0, 20, 40, 60, 80
+    assert script.metric_at(row, 40) == 0.3 and script.metric_at(row, 80) == 0.5
+    assert math.isnan(script.metric_at(row, 30))
+    line = script.table([row], "perplexity", at_rounds=[40, 30]).splitlines()[-1]
+    assert "| 0.500 | 0.300 |  |" in line
