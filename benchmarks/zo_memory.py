@@ -29,7 +29,8 @@ Target: ZO <= 30% of FO-Adam with full parameters (paper: 25%, fp16 weights agai
 gradients and two Adam moments, activations not counted).
 
     .venv/bin/python benchmarks/zo_memory.py [--batch-size 8] [--seq-len 128] [--repeats 3]
-        [--tasks classification causal_lm] [--params full lora] [--json out.json]
+        [--tasks classification causal_lm] [--params full lora] [--modes zo fo_adam]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -238,6 +239,13 @@ def print_table(results: dict, args) -> None:
     columns = f"{'ZO MiB':>9} {'FO-Adam MiB':>12} {'ZO/FO':>7} {'spread':>13}"
     print(f"{'variant':26} {'measure':20} {columns}")
     for name, r in results.items():
+        if not r["summary"]:  # one mode only
+            for mode in ("zo", "fo_adam"):
+                for key in MEASURES:
+                    values = [m[key] for m in r.get(mode, [])]
+                    if values:
+                        print(f"{name:26} {key:20} {mode}: {statistics.mean(values):9.1f} MiB")
+            continue
         for key, s in r["summary"].items():
             print(
                 f"{name:26} {key:20} {s['zo_mean_mb']:9.1f} {s['fo_adam_mean_mb']:12.1f} "
@@ -255,17 +263,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tasks", nargs="+", default=["classification", "causal_lm"])
     parser.add_argument("--params", nargs="+", default=["full", "lora"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=["zo", "fo_adam"], default=["zo", "fo_adam"],
+        help="one mode alone re-measures it (ratios then against an earlier JSON, by hand)",
+    )  # fmt: skip
     parser.add_argument("--timeout-s", type=float, default=1800)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     results = {}
     for task in args.tasks:
         for params in args.params:
-            runs = {"zo": [], "fo_adam": []}
+            runs = {mode: [] for mode in args.modes}
             for _ in range(args.repeats):
                 for mode in runs:
                     runs[mode].append(measure(args, task, mode, params))
-            results[f"{task}/{params}"] = {**runs, "summary": summary(runs["zo"], runs["fo_adam"])}
+            both = len(runs) == 2  # one mode alone: its measures, no ratio
+            results[f"{task}/{params}"] = {
+                **runs,
+                "summary": summary(runs["zo"], runs["fo_adam"]) if both else {},
+            }
             print(f"done {task}/{params}", flush=True)
             if args.json:  # after every variant: a long run keeps what it measured
                 with open(args.json, "w") as f:

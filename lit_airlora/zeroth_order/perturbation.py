@@ -8,8 +8,9 @@ Evaluating the loss at ``theta + mu z`` by adding ``mu z`` in place and later su
 not give ``theta`` back in float32 (about half the entries of a float32 tensor differ in their
 last bits after ``+mu z, -2 mu z, +mu z``), so :func:`perturbed` perturbs each parameter only
 while the module that owns it runs and copies the original back right after: one module's
-parameters are copied at a time (of an embedding table, only the rows the batch looks up), and
-``theta`` is restored bit for bit. The update
+parameters are copied at a time (of an embedding table, only the rows the batch looks up; the
+output layer is not copied at all: it adds ``mu x z^T`` to its output ``x W^T``), and ``theta`` is
+restored bit for bit. The update
 ``theta <- theta - lr g z`` (:func:`add_direction_`) is in place.
 """
 
@@ -79,6 +80,36 @@ def add_gaussian_rows_(param: Tensor, seed: int, scale: float, rows: Tensor) -> 
             flat[picked] = flat[picked].add(noise[picked - start], alpha=scale)
 
 
+@torch.no_grad()
+def add_gaussian_product_(out: Tensor, inputs: Tensor, shape: torch.Size, seed: int, scale: float):
+    """``out += scale * inputs @ z.T`` for the ``[rows, width]`` matrix ``z`` that
+    :func:`add_gaussian_` draws from ``seed`` for a parameter of ``shape``: a linear layer's
+    output at ``W + scale z`` without writing ``W`` (bias-free layers).
+
+    ``z`` is drawn chunk by chunk exactly as :func:`add_gaussian_` draws it; a chunk covers rows
+    ``first..last`` (the first and last possibly in part, the rest zero), so each output column
+    gets its dot product in at most two pieces.
+
+    Args:
+        out: ``[..., rows]``, the layer's output ``inputs @ W.T``, modified in place.
+        inputs: ``[..., width]``, the layer's input.
+        shape: ``(rows, width)``, the weight's shape (``z`` has its dtype: ``inputs``').
+        seed: Seed of this parameter's part of the direction.
+        scale: Multiplier of ``z``.
+    """
+    rows, width = shape
+    generator = make_generator(seed, device=inputs.device)
+    for start in range(0, rows * width, CHUNK):
+        end = min(start + CHUNK, rows * width)
+        noise = torch.randn(
+            end - start, generator=generator, dtype=inputs.dtype, device=inputs.device
+        )
+        first, last = start // width, (end - 1) // width + 1
+        block = noise.new_zeros((last - first) * width)  # (rows in the chunk * width,)
+        block[start - first * width : end - first * width] = noise
+        out[..., first:last].add_(inputs @ block.view(last - first, width).T, alpha=scale)
+
+
 def add_direction_(params: Sequence[Tensor], seed: int, scale: float) -> None:
     """``theta += scale * z`` over all ``params`` (parameter ``i`` uses ``(seed, i)``)."""
     for index, param in enumerate(params):
@@ -99,7 +130,9 @@ def perturbed(model: nn.Module, params: Sequence[Tensor], seed: int, scale: floa
 
     Each parameter is perturbed by a forward pre-hook of the module that owns it and restored
     from a copy by its forward hook (tied weights are perturbed by each owner with the same
-    ``z``). A parameter whose owner never ran is reported, since its ``z`` would be missing.
+    ``z``); the model's bias-free output layer (``get_output_embeddings()``) instead adds
+    ``scale x z^T`` to its output, its weight untouched. A parameter whose owner never ran is
+    reported, since its ``z`` would be missing.
 
     Args:
         model: The model whose forward passes are perturbed.
@@ -110,13 +143,14 @@ def perturbed(model: nn.Module, params: Sequence[Tensor], seed: int, scale: floa
     """
     seeds = {id(p): derive_seed(seed, i) for i, p in enumerate(params)}
     owners = _owners(model, seeds)
+    output_layer = _output_layer(model)
     missing = set(seeds) - {id(p) for owned in owners.values() for p in owned}
     if missing:
         raise RuntimeError(f"{len(missing)} perturbed parameters are not owned by any module.")
     fired: set[int] = set()
     handles = []
     for module, owned in owners.items():
-        handles += _hooks(module, owned, seeds, scale, fired)
+        handles += _hooks(module, owned, seeds, scale, fired, module is output_layer)
     try:
         yield
     finally:
@@ -138,9 +172,19 @@ def _owners(model: nn.Module, seeds: dict[int, int]) -> dict[nn.Module, list[Ten
     return owners
 
 
-def _hooks(module: nn.Module, owned: list[Tensor], seeds: dict, scale: float, fired: set) -> list:
+def _output_layer(model: nn.Module) -> nn.Module | None:
+    """The model's output layer (a Hugging Face model's ``get_output_embeddings()``), if any."""
+    get = getattr(model, "get_output_embeddings", None)
+    return get() if callable(get) else None
+
+
+def _hooks(
+    module: nn.Module, owned: list[Tensor], seeds: dict, scale: float, fired: set, output: bool
+) -> list:
     if _is_plain_embedding(module, owned):
         return _embedding_hooks(module, seeds, scale, fired)
+    if output and _is_weight_only_linear(module, owned):
+        return _output_side_hooks(module, seeds, scale, fired)
     saved: list[Tensor] = []
 
     def perturb(_module, _inputs):
@@ -162,6 +206,28 @@ def _is_plain_embedding(module: nn.Module, owned: list[Tensor]) -> bool:
     # max_norm renormalises looked-up rows in place, so such a table takes the copying path.
     plain = type(module) is nn.Embedding and module.max_norm is None
     return plain and len(owned) == 1 and owned[0] is module.weight
+
+
+def _is_weight_only_linear(module: nn.Module, owned: list[Tensor]) -> bool:
+    plain = type(module) is nn.Linear and module.weight.dim() == 2
+    return plain and len(owned) == 1 and owned[0] is module.weight and module.bias is None
+
+
+def _output_side_hooks(module: nn.Linear, seeds: dict, scale: float, fired: set) -> list:
+    """``x (W + s z).T = x W.T + s x z.T``: the output layer adds ``s x z.T`` to its output and
+    never writes ``W``, so no copy of it is kept (SmolLM2's output matrix, tied to the 113 MiB
+    embedding table); costs a second matrix product of the layer's size."""
+    weight = module.weight
+
+    def perturb_output(_module, args, kwargs, output):
+        inputs = args[0] if args else kwargs["input"]
+        add_gaussian_product_(
+            output, inputs.to(weight.dtype), weight.shape, seeds[id(weight)], scale
+        )
+        fired.add(id(weight))
+        return output
+
+    return [module.register_forward_hook(perturb_output, with_kwargs=True)]
 
 
 def _embedding_hooks(module: nn.Embedding, seeds: dict, scale: float, fired: set) -> list:

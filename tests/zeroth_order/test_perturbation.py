@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from lit_airlora.channel.seeding import derive_seed
 from lit_airlora.zeroth_order import perturbation
 from lit_airlora.zeroth_order.perturbation import (
     add_direction_,
     add_gaussian_,
+    add_gaussian_product_,
     add_gaussian_rows_,
     direction,
     direction_seed,
@@ -98,3 +100,42 @@ def test_rows_of_a_direction_are_the_rows_of_the_whole_direction(monkeypatch):
     others = torch.ones(50, dtype=torch.bool)
     others[rows] = False
     assert torch.equal(part[others], table[others]) and not torch.equal(part[rows], table[rows])
+
+
+def test_a_product_with_a_direction_uses_the_whole_direction(monkeypatch):
+    # Chunks of 37 values cut rows of 8 mid-way; every column's dot product comes in pieces.
+    monkeypatch.setattr(perturbation, "CHUNK", 37)
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(2))
+    (z,) = direction([torch.zeros(50, 8)], 11)
+    out = torch.ones(3, 5, 50)
+    add_gaussian_product_(out, x, torch.Size([50, 8]), derive_seed(11, 0), 0.5)
+    torch.testing.assert_close(out, 1 + 0.5 * x @ z.T, rtol=0, atol=1e-5)
+
+
+def test_output_layer_is_perturbed_on_its_output_side_with_the_same_direction(monkeypatch):
+    """The tied output matrix is never written or copied (no pre-hook), the logits are those of
+    theta + mu z within float rounding, and theta is restored bit for bit."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.setattr(perturbation, "CHUNK", 37)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    params = list(model.parameters())
+    original = [p.detach().clone() for p in params]
+    ids, seed, mu = torch.arange(1, 25).view(2, 12), direction_seed(5, 0), 0.5
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        with perturbed(model, params, seed, mu):
+            assert not model.lm_head._forward_pre_hooks and model.lm_head._forward_hooks
+            inside = model(input_ids=ids).logits
+    assert all(torch.equal(p, o) for p, o in zip(params, original, strict=True))
+    add_direction_(params, seed, mu)
+    with torch.inference_mode():
+        moved = model(input_ids=ids).logits
+    assert (inside - plain).abs().max() > 0.1  # the head's perturbation is really there
+    torch.testing.assert_close(inside, moved, rtol=0, atol=1e-5)
