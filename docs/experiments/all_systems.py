@@ -81,9 +81,9 @@ UPLINK = {
 }
 
 
-def noise_name(seed: int) -> str:
-    """Result name of ideal FedAvg-LoRA run again with ``seed`` (the seed-noise yardstick)."""
-    return f"{IDEAL}, seed {seed}"
+def noise_name(seed: int, system: str = IDEAL) -> str:
+    """Result name of ``system`` run again with ``seed`` (ideal FedAvg-LoRA's: the yardstick)."""
+    return f"{system}, seed {seed}"
 
 
 def overrides(args: argparse.Namespace, system: str, seed: int | None = None) -> dict:
@@ -151,10 +151,13 @@ def device_memory(module, args: argparse.Namespace) -> dict:
 
 
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, int | None]]:
-    """``(result name, system, seed or None)`` of every run, the seed-noise reruns last."""
+    """``(result name, system, seed or None)`` of every run, the seed reruns last (ideal
+    FedAvg-LoRA with ``--noise-seeds``, the ``--rerun-systems`` with ``--rerun-seeds``)."""
     runs = [(system, system, None) for system in args.systems]
     if IDEAL in args.systems:
         runs += [(noise_name(seed), IDEAL, seed) for seed in args.noise_seeds]
+    for system in args.rerun_systems:
+        runs += [(noise_name(seed, system), system, seed) for seed in args.rerun_seeds]
     return runs
 
 
@@ -230,11 +233,12 @@ def verdict(row: dict, ideal: float, spread: float) -> str:
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     ideal = next((r["final_perplexity"] for r in rows if r["system"] == IDEAL), math.nan)
     spread = seed_spread(rows)
+    seeds = [r["system"].rsplit(" ", 1)[-1] for r in rows if r["system"].startswith(f"{IDEAL},")]
     lines = [
         f"{args.rounds} rounds, {args.clients} clients ({args.clients_per_round} per "
         f"round), {args.local_steps} local step(s) of {args.batch_size} x {args.seq_len} tokens, "
         f"uplink mean SNR uniform in [{args.snr_low_db:g}, {args.snr_high_db:g}] dB, seed "
-        f"{args.seeds[0]}; ideal FedAvg-LoRA also with seeds {args.noise_seeds} (spread of its "
+        f"{args.seeds[0]}; ideal FedAvg-LoRA also with seeds {', '.join(seeds)} (spread of its "
         f"final perplexity: {_cell(spread, '.2f')}).",
         "",
         "| system | final perplexity | vs ideal | uplink Mbit | uplink airtime s "
@@ -267,7 +271,7 @@ def plot(results: dict[str, dict], rows: list[dict], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     _plot_quality(left, results)
-    rows = [row for row in rows if not row["system"].startswith(f"{IDEAL},")]
+    rows = [row for row in rows if ", seed " not in row["system"]]
     names = [row["system"] for row in rows]
     right.barh(names, [row["device_peak_mib"] for row in rows], color="tab:gray")
     for i, row in enumerate(rows):
@@ -289,17 +293,22 @@ def _plot_quality(axes, results: dict[str, dict]) -> None:
         band = f"{IDEAL}: {len(seeds)} seeds"
         axes.fill_between(range(len(low)), low, high, color="tab:blue", alpha=0.2, label=band)
     top = 1.15 * max(r["perplexity"][0] for r in results.values())
+    colors = {system: f"C{i}" for i, system in enumerate(SYSTEMS)}
     for name, result in results.items():
         if name.startswith(f"{IDEAL},"):
             continue
+        system, rerun = name.split(", seed ")[0], ", seed " in name
         curve = result["perplexity"]
         label = name if max(curve) <= top else f"{name} (up to {max(curve):.0f}, clipped)"
-        axes.plot(range(len(curve)), curve, marker="o", markersize=3, label=label)
+        axes.plot(
+            range(len(curve)), curve, "--" if rerun else "-", color=colors[system],
+            marker="o", markersize=2 if rerun else 3, label=label,
+        )  # fmt: skip
     axes.set_ylim(0.95 * min(min(r["perplexity"]) for r in results.values()), top)
     axes.set_xticks(list(rounds))
     axes.set_xlabel("round (0 = before training)")
     axes.set_ylabel("held-out perplexity")
-    axes.set_title(f"Quality per round ({len(rounds) - 1} rounds, one seed per system)")
+    axes.set_title(f"Quality per round ({len(rounds) - 1} rounds; seed 0 solid, reruns dashed)")
     axes.legend(fontsize=7)
 
 
@@ -312,6 +321,10 @@ def main() -> None:
     parser.add_argument(
         "--noise-seeds", type=int, nargs="*", default=[1], help="reruns of ideal FedAvg-LoRA"
     )
+    parser.add_argument(
+        "--rerun-systems", nargs="*", default=[], choices=list(SYSTEMS), help="also run with"
+    )
+    parser.add_argument("--rerun-seeds", type=int, nargs="*", default=[1], help="their seeds")
     parser.add_argument("--resume", action="store_true", help="reuse runs already in the JSON")
     parser.add_argument("--out", type=Path, default=runner.FIGURES)
     args = parser.parse_args()

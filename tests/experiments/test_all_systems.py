@@ -53,12 +53,14 @@ def test_seed_noise_reruns_change_only_the_seeds():
     args = parser.parse_args([])
     args.snr_low_db, args.snr_high_db = 0.0, 20.0
     args.systems, args.noise_seeds = [all_systems.IDEAL, all_systems.SPLIT], [1, 2]
+    args.rerun_systems, args.rerun_seeds = [all_systems.SPLIT], [5]
     base = all_systems.overrides(args, all_systems.IDEAL)
     rerun = all_systems.overrides(args, all_systems.IDEAL, seed=2)
     changed = {k for k in rerun if base.get(k) != rerun[k]}
     assert changed == {"seed_everything", "model.init_args.seed"} and rerun["seed_everything"] == 2
     names = [name for name, _, _ in all_systems.planned_runs(args)]
-    assert names == [all_systems.IDEAL, all_systems.SPLIT, *map(all_systems.noise_name, (1, 2))]
+    reruns = [*map(all_systems.noise_name, (1, 2)), f"{all_systems.SPLIT}, seed 5"]
+    assert names == [all_systems.IDEAL, all_systems.SPLIT, *reruns]
 
 
 def test_gap_to_ideal_is_judged_against_the_seed_spread():
