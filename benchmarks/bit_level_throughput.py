@@ -23,6 +23,7 @@ import time
 import torch
 
 from lit_airlora.channel.bit_level import BitLevelLink
+from lit_airlora.channel.units import db_to_lin
 
 SNR_DB = 10.0
 BLOCK_LENGTH, CODE_RATE, BITS_PER_SYMBOL = 1024, 0.5, 2
@@ -41,7 +42,7 @@ def raw_chain(num_blocks: int, ldpc_info_bits: int):
     mapper = Mapper("qam", BITS_PER_SYMBOL, device="cpu")
     demapper = Demapper("app", "qam", BITS_PER_SYMBOL, device="cpu")
     awgn = AWGN(device="cpu")
-    no = torch.tensor(10 ** (-SNR_DB / 10))
+    no = db_to_lin(torch.tensor(-SNR_DB))  # float32, as the signal
     bits = torch.randint(0, 2, (num_blocks, ldpc_info_bits)).float()
 
     def run() -> None:

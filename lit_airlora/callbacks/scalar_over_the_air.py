@@ -15,6 +15,7 @@ from lit_airlora.channel.checks import check_finite, check_positive
 from lit_airlora.channel.fading import SmallScale
 from lit_airlora.channel.large_scale import LargeScale
 from lit_airlora.channel.seeding import make_generator
+from lit_airlora.channel.units import db_to_amplitude, lin_to_db
 from lit_airlora.federated.stages import StageCallback
 from lit_airlora.federated.upload import RoundContext
 from lit_airlora.zeroth_order.local_update import SCALAR_KEY
@@ -172,7 +173,7 @@ class ScalarOverTheAir(StageCallback):
     def _draw_channels(self, client_ids: list[int], keys: tuple, device) -> Tensor:
         snr_db = self.large_scale.snr_db(client_ids, make_generator(*keys, SNR_STREAM))
         g = self.fading.draw_clients(client_ids, (*keys, FADING_STREAM), device)  # (K, 1, 1, 1)
-        amplitude = torch.pow(10.0, snr_db.to(device) / 20.0)
+        amplitude = db_to_amplitude(snr_db.to(device))
         return amplitude * g[:, 0, 0, 0].to(torch.complex128)
 
     def _artificial_noise_power(self, round_idx: int) -> float:
@@ -204,7 +205,7 @@ class ScalarOverTheAir(StageCallback):
             "channel/participating": float(num_part),
             "channel/truncated": float(len(channels) - num_part),
             "channel/scale": self.scale,
-            "channel/snr_db_mean": float(10 * torch.log10(channels.abs().pow(2)).mean()),
+            "channel/snr_db_mean": float(lin_to_db(channels.abs().pow(2)).mean()),
             "comm/bits_per_scalar": self.bits_per_value,
         }
 

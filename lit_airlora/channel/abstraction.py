@@ -7,7 +7,6 @@ one vectorised call) where the bit-level link cannot.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +32,7 @@ from lit_airlora.channel.link import (
     payload_length,
 )
 from lit_airlora.channel.seeding import sionna_device
+from lit_airlora.channel.units import lin_to_db
 
 #: MCS indices of the PUSCH MCS tables of TS 38.214 (Tables 5.1.3.1-1 and -2, no transform
 #: precoding); Sionna's BLER tables cover a subset, checked in ``setup``.
@@ -170,7 +170,7 @@ class AbstractionLink(DigitalLink):
         reports = []
         for k, share in enumerate(shares.tolist()):
             prbs = max(1, int(share * self.num_prbs))
-            snr_k = snr_db[k : k + 1] - 10.0 * math.log10(share)
+            snr_k = snr_db[k : k + 1] - float(lin_to_db(share))
             one = slice(k, k + 1)
             report = self._transmit(payloads[one], snr_k, fading[one], generators[one], prbs)
             report.extras["bandwidth_share"] = torch.tensor([share], dtype=torch.float64)

@@ -48,6 +48,7 @@ from lit_airlora.channel.normalise import (
     to_symbols,
     unpack,
 )
+from lit_airlora.channel.units import db_to_amplitude
 from lit_airlora.seeding import make_generator
 
 #: Keys mixed into the callback's seeds, one per independent random stream.
@@ -81,7 +82,7 @@ class RoundChannel:
     def effective(self) -> Tensor:
         """``sqrt(snr_k s) G_k``: channels with unit transmit power and unit noise."""
         snr_db = self.snr_db + self.energy_shift_db
-        amplitude = torch.pow(10.0, snr_db / 20.0).to(self.fading.device)
+        amplitude = db_to_amplitude(snr_db).to(self.fading.device)
         return amplitude[:, None, None, None] * self.fading
 
     def index_of(self) -> dict[int, int]:

@@ -43,15 +43,21 @@ def energy_j(tx_power_w: float, airtime_s: Tensor) -> Tensor:
     return tx_power_w * airtime_s
 
 
-def shannon_rate_bps(bandwidth_hz: float, snr_db: Tensor | float) -> Tensor:
+def shannon_rate_bps(bandwidth_hz: float | Tensor, snr_db: Tensor | float) -> Tensor:
     """AWGN Shannon capacity ``B log2(1 + 10^(snr_db / 10))`` in bit/s, float64, same shape.
 
-    The one Shannon-rate function of the package (links, costs and rank policies use it).
+    The one Shannon-rate function of the package (links, costs, rank policies and, through
+    :func:`shannon_rate_linear_bps`, the FDMA shares use it).
     """
     from sionna.phy.utils import db_to_lin  # lazy: Sionna costs seconds to import
 
     snr_db = torch.as_tensor(snr_db)
-    return bandwidth_hz * torch.log2(1.0 + db_to_lin(snr_db, precision="double"))
+    return shannon_rate_linear_bps(bandwidth_hz, db_to_lin(snr_db, precision="double"))
+
+
+def shannon_rate_linear_bps(bandwidth_hz: float | Tensor, snr: Tensor) -> Tensor:
+    """``B log2(1 + snr)`` in bit/s for a linear ``snr`` (same shape, broadcast with ``B``)."""
+    return bandwidth_hz * torch.log2(1.0 + snr)
 
 
 def combined_airtime_s(per_client_s: Tensor, multiple_access: str) -> float:

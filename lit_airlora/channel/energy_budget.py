@@ -11,7 +11,7 @@ the rank policy's MSE models apply the same shift for the payload of the ranks t
 
 from __future__ import annotations
 
-import math
+from lit_airlora.channel.units import lin_to_db
 
 
 def energy_shift_db(
@@ -20,4 +20,4 @@ def energy_shift_db(
     """``10 log10(2 S M N / D)``: the SNR change of a ``D``-real payload under the budget."""
     if reals <= 0:
         return 0.0
-    return 10.0 * math.log10(2.0 * num_streams * num_subcarriers * budget_symbols / reals)
+    return float(lin_to_db(2.0 * num_streams * num_subcarriers * budget_symbols / reals))

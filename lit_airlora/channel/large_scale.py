@@ -6,8 +6,6 @@ received SNR per symbol is ``snr_linear * |h|^2``. Models are chosen from YAML b
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -17,6 +15,7 @@ from lit_airlora.channel.checks import (
     check_nonnegative,
     check_positive,
 )
+from lit_airlora.channel.units import lin_to_db
 from lit_airlora.init_args import RecordsInitArgs
 from lit_airlora.seeding import make_generator
 
@@ -185,7 +184,7 @@ def noise_power_dbm(
 ) -> float:
     """Receiver noise power ``N_0 + 10 log10(B) + NF`` in dBm."""
     check_positive("bandwidth_hz", bandwidth_hz)
-    return noise_density_dbm_hz + 10.0 * math.log10(bandwidth_hz) + noise_figure_db
+    return noise_density_dbm_hz + float(lin_to_db(bandwidth_hz)) + noise_figure_db
 
 
 def _draw_keys(seed: int, per_round: bool, generator: torch.Generator) -> tuple[int, ...]:

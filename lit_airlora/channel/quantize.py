@@ -266,11 +266,13 @@ def _empty_segments(device: torch.device) -> QuantizedSegments:
 
 def pack_bits(codes: Tensor, bits_per_value: int) -> Tensor:
     """Codes ``[N]`` (``< 2**bits_per_value``) -> ``[N * bits_per_value]`` uint8 bits, MSB first."""
-    shifts = torch.arange(bits_per_value - 1, -1, -1, device=codes.device)
-    return ((codes.reshape(-1, 1) >> shifts) & 1).to(torch.uint8).reshape(-1)
+    from sionna.phy.fec.utils import int2bin  # lazy: Sionna costs seconds to import
+
+    return int2bin(codes.reshape(-1), bits_per_value).to(torch.uint8).reshape(-1)
 
 
 def unpack_bits(bits: Tensor, bits_per_value: int) -> Tensor:
     """Bits ``[N * bits_per_value]`` (0/1, MSB first) -> codes ``[N]`` int64."""
-    shifts = torch.arange(bits_per_value - 1, -1, -1, device=bits.device)
-    return (bits.reshape(-1, bits_per_value).to(torch.int64) << shifts).sum(dim=1)
+    from sionna.phy.fec.utils import bin2int
+
+    return bin2int(bits.reshape(-1, bits_per_value)).to(torch.int64)

@@ -21,18 +21,20 @@ import math
 import torch
 from torch import Tensor
 
+from lit_airlora.channel.units import db_to_lin
+
 #: Receiver-noise variance per real dimension (``CN(0, 1)`` noise, real-valued symbols).
 SIGMA_W2 = 0.5
 
 
 def inversion_scale(min_gain_db: float, max_abs: float, power: float = 1.0) -> float:
     """``c = sqrt(P) h_min / x_max``: the received scaling every participant can afford."""
-    return math.sqrt(power * 10.0 ** (min_gain_db / 10.0)) / max_abs
+    return math.sqrt(power * float(db_to_lin(min_gain_db))) / max_abs
 
 
 def participating(channels: Tensor, min_gain_db: float) -> Tensor:
     """``[K]`` bool: ``|h_k|^2 >= 10^(min_gain_db / 10)`` (``channels``: ``[K]`` complex)."""
-    return channels.abs().pow(2) >= 10.0 ** (min_gain_db / 10.0)
+    return channels.abs().pow(2) >= float(db_to_lin(min_gain_db))
 
 
 def noise_multiplier(scale: float, max_abs: float, num_values: int, noise_var: float) -> float:

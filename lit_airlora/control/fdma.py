@@ -17,6 +17,8 @@ import torch
 from scipy.special import lambertw
 from torch import Tensor
 
+from lit_airlora.channel.costs import shannon_rate_linear_bps
+
 #: Regula falsi steps at most; the bracket is then ~1e-12 relative (it usually stops sooner).
 MAX_STEPS = 60
 RELATIVE_TOLERANCE = 1e-12
@@ -26,7 +28,7 @@ def fdma_rate_bps(share: Tensor, bandwidth_hz: float, snr: Tensor) -> Tensor:
     """``beta W log2(1 + snr / beta)`` in bit/s (0 for a zero share), float64."""
     share, snr = share.double(), snr.double()
     safe = share.clamp_min(1e-300)
-    rate = safe * bandwidth_hz * torch.log2(1.0 + snr / safe)
+    rate = shannon_rate_linear_bps(safe * bandwidth_hz, snr / safe)
     return torch.where(share > 0, rate, torch.zeros_like(rate))
 
 
@@ -75,8 +77,11 @@ def equalise_finish_time(
     payload = payload_bits.double().numpy()[:, None]  # (G, 1)
     compute, gain = compute_s.double().numpy()[None, :], snr.double().numpy()[None, :]  # (1, K)
     num_clients = gain.shape[1]
-    whole_band = bandwidth_hz * np.log2(1.0 + gain)
-    equal_share = bandwidth_hz / num_clients * np.log2(1.0 + gain * num_clients)
+    whole_band = shannon_rate_linear_bps(bandwidth_hz, torch.from_numpy(gain)).numpy()
+    # equal shares: each client on 1/K of the band, its power spread over it (SNR x K)
+    equal_share = shannon_rate_linear_bps(
+        bandwidth_hz / num_clients, torch.from_numpy(gain * num_clients)
+    ).numpy()
     low = (compute + payload / whole_band).max(axis=1)  # (G,)
     high = (compute + payload / equal_share).max(axis=1)
 
