@@ -15,7 +15,7 @@ loaded; the preflight reads the model's ``config.json`` and safetensors header i
 (:mod:`lit_airlora.cli.model_checks`).
 
     .venv/bin/python benchmarks/config_error_latency.py [--repeats 1] [--baseline-repeats N]
-        [--timeout 120] [--json]
+        [--timeout 120] [--json] [--background "what else ran"]
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def cases(scratch: Path) -> dict[str, list[str]]:
             "--model.init_args.lora.target_modules=[lm_head]",
         ],
         "SFL cut_point beyond the blocks (model files)": [*SFL, "--model.init_args.cut_point=40"],
+        "strategy fsdp on CPU": ["--trainer.strategy=fsdp"],
         "num_labels below the classes (model files)": [
             *CLASSIFICATION,
             "--model.init_args.task.init_args.num_labels=3",
@@ -127,12 +128,18 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--background",
+        default="",
+        help="what else ran on the machine (recorded with the load average)",
+    )
     args = parser.parse_args()
     if args.baseline_repeats is None:
         args.baseline_repeats = args.repeats
     load_before = os.getloadavg()[0]
     rows = measure(args)
     load = {"load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
+    load.update(cpu_count=os.cpu_count(), background=args.background, priority="normal")
     if args.json:
         print(json.dumps({"machine": load, "rows": rows}, indent=2))
         return

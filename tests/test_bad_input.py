@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -296,6 +297,33 @@ def test_a_missing_gguf_file_lists_the_ones_there(capsys, preflight_only):
     args = [*config_args("quickstart.yaml"), "--model.init_args.gguf_file=nope.gguf"]
     line = assert_refused(capsys, args, "gguf_file")
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in line
+
+
+# -- FSDP and accelerators this machine does not have ---------------------------------------------
+NO_GPU = not list(Path("/dev").glob("nvidia[0-9]*"))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--trainer.strategy=fsdp"],
+        ["--trainer.strategy=fsdp_cpu_offload"],
+        ["--trainer.strategy=lightning.pytorch.strategies.FSDPStrategy"],
+        pytest.param(
+            ["--trainer.strategy=fsdp", "--trainer.accelerator=cuda"],
+            marks=pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU"),
+        ),
+    ],
+    ids=["fsdp_on_cpu", "fsdp_cpu_offload", "fsdp_class_path", "fsdp_cuda_without_gpu"],
+)
+def test_fsdp_on_cpu_says_to_use_ddp(capsys, preflight_only, extra):
+    line = assert_refused(capsys, [*config_args("quickstart.yaml"), *extra], "trainer.strategy")
+    assert "ddp" in line and "CUDA" in line
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_a_cuda_accelerator_without_a_gpu_is_one_line(capsys, tiny_args):
+    assert_refused(capsys, [*tiny_args, "--trainer.accelerator=cuda"], "accelerator")
 
 
 # -- errors once the run has started keep their traceback ---------------------------------------

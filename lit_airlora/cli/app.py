@@ -10,6 +10,7 @@ from argparse import ArgumentError
 from collections.abc import Callable
 from pathlib import Path
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from typing_extensions import override
@@ -80,7 +81,9 @@ class AirLoRACLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError, OSError) as err:
+        except (ValueError, TypeError, OSError, MisconfigurationException) as err:
+            # Lightning reports Trainer flags this machine cannot honour (accelerator, devices)
+            # as MisconfigurationException: a configuration error like the others.
             raise ConfigError(describe(err)) from err
         self.trainer.callbacks.append(self._run_started)
         _save_last_by_default(self.trainer)

@@ -31,6 +31,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NON_FINITE = {"nan", ".nan", "inf", "+inf", "-inf", ".inf", "+.inf", "-.inf", "infinity"}
 _NON_FINITE |= {"+infinity", "-infinity"}
 _SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
+_FSDP = {"fsdp", "fsdp_cpu_offload"}
 # Quantities that are meaningless at zero or below, by argument name or unit suffix.
 _POSITIVE = {"learning_rate", "server_learning_rate", "lr", "alpha", "tx_power_w", "lipschitz"}
 _POSITIVE_SUFFIXES = ("_hz", "_snr_linear", "_w")
@@ -49,6 +50,7 @@ def preflight(argv: list[str]) -> None:
     for path, value in walk(config):
         check_value(path, value)
     check_relations(config)
+    check_strategy(config.get("trainer") or {})
     check_classes(config)
     check_files(config)
     check_model(config)
@@ -237,6 +239,31 @@ def check_relations(config: dict) -> None:
     trainer = config.get("trainer") or {}
     for i, callback in enumerate(trainer.get("callbacks") or []):
         _check_callback(f"trainer.callbacks.{i}", callback, per_round, num_clients)
+
+
+def check_strategy(trainer: dict) -> None:
+    """FSDP needs CUDA GPUs: refuse it on another accelerator or a machine without one."""
+    strategy = trainer.get("strategy")
+    name = strategy.get("class_path", "") if isinstance(strategy, dict) else str(strategy)
+    if name.rsplit(".", 1)[-1] != "FSDPStrategy" and name.lower() not in _FSDP:
+        return
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    if accelerator not in ("cuda", "gpu"):
+        problem = f"it needs `trainer.accelerator: cuda` (given {accelerator!r})"
+    elif not _has_cuda_device():
+        problem = "this machine has no CUDA GPU"
+    else:
+        return
+    raise ConfigError(
+        f"`trainer.strategy` ({name!r}): Lightning's FSDPStrategy shards the model over CUDA "
+        f"GPUs, {problem}; on CPU use `trainer.strategy: ddp` (clients shared out over "
+        "processes), or run on CUDA GPUs with `trainer.accelerator: cuda`."
+    )
+
+
+def _has_cuda_device() -> bool:
+    # The NVIDIA driver's device nodes: torch would take seconds to import to tell.
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def _check_callback(path: str, callback: Any, per_round: Any, num_clients: Any) -> None:
