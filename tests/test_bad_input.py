@@ -299,6 +299,27 @@ def test_a_missing_gguf_file_lists_the_ones_there(capsys, preflight_only):
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in line
 
 
+@pytest.mark.parametrize(
+    ("config", "extra", "arg"),
+    [
+        ("airllm_hierarchical.yaml", ["--model.init_args.lora.max_rank=4"], "rank_max"),
+        ("airllm_fixed_rank8.yaml", ["--model.init_args.lora.max_rank=4"], "policy.init_args.rank"),
+        ("quickstart.yaml", ["--model.init_args.client_ranks=[2,16]"], "client_ranks"),
+        (
+            "soft_tsfa.yaml",
+            ["--trainer.callbacks.1.init_args.structural_rank=9"],
+            "structural_rank",
+        ),
+    ],
+    ids=["policy_rank_max", "fixed_rank", "client_ranks", "tsfa_structural_rank"],
+)
+def test_ranks_above_the_lora_allocation_are_refused_before_anything_loads(
+    capsys, preflight_only, config, extra, arg
+):
+    line = assert_refused(capsys, [*config_args(config), *extra], arg)
+    assert "max_rank" in line
+
+
 # -- FSDP and accelerators this machine does not have ---------------------------------------------
 NO_GPU = not list(Path("/dev").glob("nvidia[0-9]*"))
 

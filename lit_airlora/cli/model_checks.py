@@ -98,7 +98,7 @@ def _check_gguf_file(model: str, gguf_file: str, cache_dir: str | None) -> None:
 
 def _check_lora(files: ModelFiles, lora: Any, seq_cls: bool) -> list[str] | None:
     """Check targets and rank against the model's layers; the adapted layers' names."""
-    settings = _lora_settings(lora)
+    settings = lora_settings(lora)
     if settings is None or not files.names_as_loaded:
         return None  # defaults chosen by peft, or names that differ from the loaded modules'
     values, rank_name = settings
@@ -114,7 +114,7 @@ def _check_lora(files: ModelFiles, lora: Any, seq_cls: bool) -> list[str] | None
     return [name for name in layers if is_target(name, **rule)]
 
 
-def _lora_settings(lora: Any) -> tuple[dict, str] | None:
+def lora_settings(lora: Any) -> tuple[dict, str] | None:
     """The LoRA values with their defaults and the rank's name, or ``None`` if unknown."""
     if lora is None:
         lora = {}

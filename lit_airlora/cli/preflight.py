@@ -12,6 +12,7 @@ run later; these only answer the common mistakes fast.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from lit_airlora.cli.model_checks import check_model
+from lit_airlora.cli.model_checks import check_model, lora_settings
 from lit_airlora.cli.signatures import accepted_arguments
 from lit_airlora.cli.static_types import check_classes
 from lit_airlora.errors import ConfigError
@@ -136,19 +137,32 @@ def _switch_class(old: dict, new: dict) -> dict:
 
 
 def _set_dotted(config: dict, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    node = config
-    for part in parents:
+    parts = key.split(".")
+    node: Any = config
+    for part, following in itertools.pairwise(parts):
+        if isinstance(node, list):  # entered only for a valid index (below)
+            node = node[int(part)]
+            continue
         child = node.get(part)
-        if isinstance(child, str) and _is_class_path(child):
+        if isinstance(child, list) and _index_in(following, child):
+            pass  # `--trainer.callbacks.1.init_args.x=...`: an item of the list
+        elif isinstance(child, str) and _is_class_path(child):
             child = node[part] = {"class_path": child}  # `--a=pkg.Cls --a.init_args.x=1`
         elif not isinstance(child, dict):
             child = node[part] = {}
         node = child
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+        return
     old = node.get(last)
     if isinstance(old, dict) and isinstance(value, str) and _is_class_path(value):
         value = {"class_path": value} if old.get("class_path") != value else old
     node[last] = value
+
+
+def _index_in(part: str, items: list) -> bool:
+    return part.isdigit() and int(part) < len(items)
 
 
 def _is_class_path(text: str) -> bool:
@@ -239,6 +253,39 @@ def check_relations(config: dict) -> None:
     trainer = config.get("trainer") or {}
     for i, callback in enumerate(trainer.get("callbacks") or []):
         _check_callback(f"trainer.callbacks.{i}", callback, per_round, num_clients)
+    _check_ranks_within_max_rank(config)
+
+
+#: Rank arguments of policies and controllers that can never exceed the LoRA allocation.
+_RANKS_BELOW_MAX = ("rank_min", "rank_max", "structural_rank")
+
+
+def _check_ranks_within_max_rank(config: dict) -> None:
+    """Client ranks and the ranks policies name fit in the adapters' ``max_rank``."""
+    model = _init_args(config.get("model"))
+    settings = lora_settings(model.get("lora"))
+    if settings is None or not _ints(settings[0].get(settings[1])):
+        return
+    max_rank, where = settings[0][settings[1]], f"model.init_args.lora.{settings[1]}"
+    named = [
+        (f"model.init_args.client_ranks.{i}", r) for i, r in enumerate(_list(model, "client_ranks"))
+    ]
+    callbacks = (config.get("trainer") or {}).get("callbacks") or []
+    for path, node in walk_classes(callbacks, "trainer.callbacks"):
+        args = _init_args(node)
+        keys = (*_RANKS_BELOW_MAX, "rank") if _class_name(node) == "FixedRank" else _RANKS_BELOW_MAX
+        named += [(f"{path}.init_args.{k}", args[k]) for k in keys if k in args]
+    for path, rank in named:
+        if _ints(rank) and rank > max_rank:
+            raise ConfigError(
+                f"`{path}` ({rank}) exceeds `{where}` ({max_rank}), the rank every adapter is "
+                "allocated at: lower it or raise the LoRA rank."
+            )
+
+
+def _list(args: dict, name: str) -> list:
+    value = args.get(name)
+    return value if isinstance(value, list) else []
 
 
 def check_strategy(trainer: dict) -> None:
