@@ -133,7 +133,7 @@ def lora_settings(lora: Any) -> tuple[dict, str] | None:
 
 def _valid_targets(targets: Any) -> bool:
     if isinstance(targets, str):
-        return bool(targets)
+        return bool(targets) and targets != "all-linear"  # peft's shorthand, expanded by peft
     return isinstance(targets, list) and bool(targets) and all(isinstance(t, str) for t in targets)
 
 
