@@ -183,15 +183,16 @@ def _value(row: dict, p: float, metric: str) -> str:
     return f"{p:.3f} ± {math.sqrt(p * (1 - p) / n):.3f}"
 
 
-def figure(rows: list[dict], metric: str, path: Path) -> None:
-    """Metric against SNR (last validation), metric by round, broadcast error against signal."""
+def figure(rows: list[dict], metric: str, path: Path, at_round: int | None = None) -> None:
+    """Metric against SNR (at ``at_round`` where a run validated then, else after its last
+    round), metric by round, broadcast error against signal."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.5))
-    _by_snr(left, rows, metric)
+    _by_snr(left, rows, metric, at_round)
     for r in rows:
         history = r["metric_by_validation"]
         x = [min(i * (r.get("val_every") or r["rounds"]), r["rounds"]) for i in range(len(history))]
@@ -215,10 +216,14 @@ def figure(rows: list[dict], metric: str, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _by_snr(ax, rows: list[dict], metric: str) -> None:
+def _by_snr(ax, rows: list[dict], metric: str, at_round: int | None) -> None:
+    def value(row: dict) -> float:
+        at = metric_at(row, at_round) if at_round is not None else math.nan
+        return row["metric_end"] if math.isnan(at) else at
+
     for label, marker in (("Analog", "o"), ("Sign", "s")):
         points = sorted(
-            (r["snr_db"], r["metric_end"])
+            (r["snr_db"], value(r))
             for r in rows
             if r["run"].startswith(label) and not math.isnan(r["snr_db"]) and "," not in r["run"]
         )  # the optimised schedule; the others are marked apart
@@ -227,12 +232,13 @@ def _by_snr(ax, rows: list[dict], metric: str) -> None:
     for r in rows:
         if "," in r["run"]:  # static, reversed, the paper's gamma
             snr = float(r["run"].split()[1])
-            ax.scatter([snr], [r["metric_end"]], marker="x", label=r["run"], zorder=3)
+            ax.scatter([snr], [value(r)], marker="x", label=r["run"], zorder=3)
         elif math.isnan(r["snr_db"]):  # Perfect and the first-order baselines
-            ax.axhline(r["metric_end"], ls="--", lw=0.8, label=r["run"], color=_colour(r["run"]))
+            ax.axhline(value(r), ls="--", lw=0.8, label=r["run"], color=_colour(r["run"]))
     ax.axhline(rows[0]["metric_start"], color="k", lw=0.5, label="before round 1")
     ax.set_xlabel("maximum mean SNR (dB)")
-    ax.set_ylabel(f"held-out {metric} after the last round")
+    where = f"at round {at_round}" if at_round is not None else "after the last round"
+    ax.set_ylabel(f"held-out {metric} {where}")
     ax.legend(fontsize=6)
 
 
@@ -306,7 +312,8 @@ def main() -> None:
     metric = "accuracy" if args.task == "bbc" else "perplexity"
     raw = merge(args.merge, out, args.val_examples) if args.merge else train(args, out)
     out.with_suffix(".md").write_text(table(raw["runs"], metric, args.at_rounds) + "\n")
-    figure(raw["runs"], metric, out.with_suffix(".png"))
+    at_round = args.at_rounds[0] if args.at_rounds else None
+    figure(raw["runs"], metric, out.with_suffix(".png"), at_round)
     print(table(raw["runs"], metric, args.at_rounds))
 
 
