@@ -26,6 +26,12 @@ from lit_airlora.model_paths import (  # noqa: F401  (re-exported: the loading A
 log = logging.getLogger(__name__)
 
 
+def model_source(model: str, gguf_file: str | None = None, cache_dir: str | None = None) -> str:
+    """The folder (or hub id) the model's weights load from: the dequantised cache of a GGUF
+    model once it exists, otherwise ``model`` resolved."""
+    return _source(model, gguf_file, cache_dir)[0]
+
+
 def load_tokenizer(model: str, gguf_file: str | None = None, cache_dir: str | None = None):
     """Load the tokenizer of ``model`` (from the GGUF cache when there is one)."""
     from transformers import AutoTokenizer

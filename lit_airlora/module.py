@@ -27,6 +27,14 @@ from lit_airlora.federated.round import (
     run_stages,
     skipped_context,
 )
+from lit_airlora.federated.round_zero_cache import (
+    batches_digest,
+    folder_fingerprint,
+    read_metrics,
+    round_zero_key,
+    tensors_digest,
+    write_metrics,
+)
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
@@ -43,7 +51,7 @@ from lit_airlora.lora.masks import RankMasks
 from lit_airlora.lora.merge import base_weight, fresh_factors, merge_into_base
 from lit_airlora.lora.state import check_state_keys
 from lit_airlora.lora.svd_form import orthogonality_penalty
-from lit_airlora.models import load_tokenizer, resolve_model_path
+from lit_airlora.models import load_tokenizer, model_source, resolve_model_path
 from lit_airlora.seeding import make_generator, resolve_seed
 from lit_airlora.tasks import CausalLM, Task
 from lit_airlora.zeroth_order.local_update import ZerothOrder
@@ -99,6 +107,10 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         zeroth_order: Train with zeroth-order local updates instead of the optimizer (pAirZero:
             clients upload projected-gradient scalars, no backward pass, no optimizer state; see
             :class:`~lit_airlora.zeroth_order.local_update.ZerothOrder`). Needs ``FedIT``.
+        cache_round0_metrics: Reuse the round-0 validation metrics of an earlier run with the
+            same model files, initial adapter, hyperparameters, validation batches, precision
+            and library versions instead of validating again (single-process runs; see
+            :mod:`lit_airlora.federated.round_zero_cache`). ``False``: always validate.
     """
 
     #: Attributes ``configure_model`` creates; asking for one first builds the model.
@@ -126,6 +138,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         adapter_name: str = "default",
         seed: int | None = None,
         zeroth_order: ZerothOrder | None = None,
+        cache_round0_metrics: bool = True,
     ) -> None:
         super().__init__()
         # Objects become builtins below (store_hparams): load_from_checkpoint needs nothing else.
@@ -174,6 +187,12 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.round_plan: RoundPlan | None = None
         self.skipping_round = False
         self._scoring_round_zero = False
+        if not isinstance(cache_round0_metrics, bool):
+            raise TypeError(
+                f"`cache_round0_metrics` ({cache_round0_metrics!r}) must be true or false."
+            )
+        self.cache_round0_metrics = cache_round0_metrics
+        self._round_zero: RoundZeroEntry | None = None
 
     # -- building the model (Lightning's configure_model, or on first use) ----------------------
     @property
@@ -364,11 +383,15 @@ class FederatedLoRAModule(LightningModule, StageDriver):
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if self._scoring_round_zero and batch_idx == 0:
+            self._round_zero = self._look_up_round_zero()  # after the callbacks' start hooks
+        if self._round_zero is not None and self._round_zero.metrics is not None:
+            return  # the cached round-0 metrics stand for this batch's forward
         self.task.update_metrics(self.val_metrics, self.model, batch)
 
     @override
     def on_validation_epoch_end(self) -> None:
-        values = self.task.compute_metrics(self.val_metrics)
+        values = self._validation_values()
         self.last_metrics.update(values)
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.history.append(values[self.task.headline_metric])
@@ -631,6 +654,48 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             "round/unk_rate": unknown / max(tokens, 1.0),
         }
 
+    def _validation_values(self) -> dict[str, float]:
+        """This validation's metrics: cached for round 0 when found, else computed (and then
+        cached, for round 0, by global rank zero)."""
+        entry, self._round_zero = self._round_zero, None
+        if entry is not None and entry.metrics is not None:
+            return dict(entry.metrics)
+        values = self.task.compute_metrics(self.val_metrics)
+        if entry is not None and self.trainer.is_global_zero:
+            write_metrics(entry.key, values)
+        return values
+
+    def _look_up_round_zero(self) -> RoundZeroEntry | None:
+        """The round-0 cache entry (key and metrics, None on a miss), or None if not used."""
+        trainer = self.trainer
+        if not self.cache_round0_metrics:
+            return None
+        if trainer.world_size > 1 or len(trainer.num_val_batches) != 1:
+            return None  # ranks would need one shared key: DDP runs validate
+        files = folder_fingerprint(model_source(*self._source))
+        if files is None:
+            return None
+        key = round_zero_key(self._round_zero_parts(files))
+        return RoundZeroEntry(key, read_metrics(key))
+
+    def _round_zero_parts(self, files: list) -> dict[str, Any]:
+        """Everything the round-0 metrics depend on (see ``round_zero_cache``)."""
+        trainer, state, saved = self.trainer, self.state_dict(), self._saved_keys()
+        num_batches = int(trainer.num_val_batches[0])
+        return {
+            "module": f"{type(self).__module__}.{type(self).__qualname__}",
+            "hparams": dict(self.hparams),
+            "model_files": files,
+            "model_config": self.model.config.to_json_string(use_diff=False),
+            "dtypes": sorted({str(p.dtype) for p in self.model.parameters()}),
+            "trained_tensors": tensors_digest((k, state[k]) for k in sorted(saved)),
+            "ranks": self.ranks,
+            "metrics": repr(self.val_metrics),
+            "val_batches": [num_batches, batches_digest(trainer.val_dataloaders, num_batches)],
+            "precision": str(trainer.precision),
+            "device": self.device.type,
+        }
+
     def _validate_round_zero(self) -> None:
         trainer = self.trainer
         if not trainer.enable_validation:
@@ -666,6 +731,13 @@ def _check_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder
             "optimizer: remove `optimizer`."
         )
     return zeroth_order
+
+
+class RoundZeroEntry(NamedTuple):
+    """A round-0 metrics cache look-up: its key, and the metrics (``None``: a miss)."""
+
+    key: str
+    metrics: dict[str, float] | None
 
 
 class ModelSource(NamedTuple):

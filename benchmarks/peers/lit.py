@@ -30,6 +30,7 @@ def run(task: TaskSettings, queue) -> None:
         learning_rate=task.learning_rate,
         gradient_clip_val=None,
         export_dir=tempfile.mkdtemp(prefix="peers_lit_"),
+        cache_round0_metrics=False,  # the bare loop and Flower score round 0 in every run
     )
     trainer = L.Trainer(
         max_epochs=task.rounds,

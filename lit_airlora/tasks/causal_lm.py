@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,18 +34,47 @@ class CausalLM(Task):
 
     @override
     def metrics(self) -> nn.Module:
-        return MetricCollection({"perplexity": Perplexity(ignore_index=-100)})
+        return MetricCollection({"perplexity": NextTokenPerplexity()})
 
     @override
     def update_metrics(self, metrics: nn.Module, model: nn.Module, batch: dict[str, Tensor]):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        metrics["perplexity"].update(logits[:, :-1].float(), batch["labels"][:, 1:])  # (B, T-1, V)
+        metrics["perplexity"].update(logits, batch["labels"])  # (B, T, V), (B, T)
 
     @override
     def compute_metrics(self, metrics: nn.Module) -> dict[str, float]:
         perplexity = float(metrics["perplexity"].compute())
         metrics.reset()
         return {"val/perplexity": perplexity, "val/loss": math.log(perplexity)}
+
+
+class NextTokenPerplexity(Perplexity):
+    """torchmetrics' ``Perplexity`` (its states, reduction across ranks and ``compute``), updated
+    from a model's logits and unshifted labels: position ``t`` scores token ``t + 1``, -100 is
+    not scored.
+
+    The parent's update takes a softmax over a copy of the ``(tokens, vocab)`` logits, then its
+    log; ``cross_entropy`` (a fused log-softmax) over the contiguous logits gives the same sum
+    without the copies (the last position is ignored instead of sliced off).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(ignore_index=-100, **kwargs)
+
+    @override
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        """Add a batch.
+
+        Args:
+            logits: ``[batch, seq, vocab]``, any floating dtype (scored in float32).
+            labels: ``[batch, seq]``, int64, -100 where not scored.
+        """
+        targets = torch.full_like(labels, -100)
+        targets[:, :-1] = labels[:, 1:]  # (B, T): the token each position predicts
+        flat = logits.reshape(-1, logits.shape[-1]).float()  # (B*T, V), a view when contiguous
+        nll = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
+        self.total_log_probs += nll
+        self.count += (targets != -100).sum()
 
 
 def next_token_loss(logits: Tensor, labels: Tensor, chunk_tokens: int = 256) -> Tensor:

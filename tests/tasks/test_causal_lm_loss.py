@@ -1,4 +1,4 @@
-"""The causal-LM loss over chunks of positions equals Hugging Face's next-token loss."""
+"""The causal-LM loss and perplexity against Hugging Face, torchmetrics and float64 oracles."""
 
 import torch
 
@@ -21,3 +21,30 @@ def test_chunked_loss_matches_the_models_own_loss(tiny_llama_dir):
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     for p, g in zip(model.parameters(), grads, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
+
+
+def test_perplexity_equals_torchmetrics_and_a_float64_oracle():
+    from torchmetrics.text import Perplexity
+
+    from lit_airlora.tasks.causal_lm import NextTokenPerplexity
+
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for rows in (3, 2):  # two batches accumulate, as over a validation loader
+        logits = 4 * torch.randn(rows, 9, 50, generator=g)
+        labels = torch.randint(0, 50, (rows, 9), generator=g)
+        labels[0, 6:] = -100  # a padded block's tail is not scored
+        batches.append((logits, labels))
+    ours, theirs = NextTokenPerplexity(), Perplexity(ignore_index=-100)
+    nll, count = 0.0, 0
+    for logits, labels in batches:
+        ours.update(logits, labels)
+        theirs.update(logits[:, :-1], labels[:, 1:])  # the shifted slice the task passed before
+        logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+        target = labels[:, 1:]
+        mask = target != -100
+        nll -= logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[mask].sum().item()
+        count += int(mask.sum())
+    expected = torch.tensor(nll / count).exp().float()
+    torch.testing.assert_close(ours.compute(), theirs.compute(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(ours.compute(), expected, rtol=1e-5, atol=0)
