@@ -672,6 +672,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             return None
         if trainer.world_size > 1 or len(trainer.num_val_batches) != 1:
             return None  # ranks would need one shared key: DDP runs validate
+        if not math.isfinite(trainer.num_val_batches[0]):
+            return None  # a loader without a length: its batches cannot be fingerprinted ahead
         files = folder_fingerprint(model_source(*self._source))
         if files is None:
             return None
