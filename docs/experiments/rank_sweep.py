@@ -126,7 +126,8 @@ def group(records: list[dict], policy: str, snr_db: float) -> list[dict]:
 
 
 def table(records: list[dict], snrs: list[float], names: list[str]) -> str:
-    """Markdown table: final perplexity, uplink Mbit (all rounds), mean NMSE, ranks chosen."""
+    """Markdown table: final perplexity (with several seeds: mean, then each seed's), uplink Mbit
+    of all rounds, mean aggregation NMSE; and the mean rank the selection chose by round."""
     head = "| policy | " + " | ".join(f"{s:g} dB: final ppl / Mbit / NMSE" for s in snrs) + " |"
     lines = [head, "|---" * (len(snrs) + 1) + "|"]
     for name in names:
@@ -144,10 +145,13 @@ def table(records: list[dict], snrs: list[float], names: list[str]) -> str:
 def _cell(runs: list[dict]) -> str:
     if not runs:
         return "n/a"
-    ppl = statistics.fmean(r["final_perplexity"] for r in runs)
+    finals = [r["final_perplexity"] for r in sorted(runs, key=lambda r: r["seed"])]
     bits = statistics.fmean(r["total_bits"] for r in runs) / 1e6
     nmse = statistics.fmean(r["agg_nmse_mean"] for r in runs)
-    return f"{ppl:.2f} / {bits:.1f} / {nmse:.2f}"
+    ppl = f"{finals[0]:.2f}"
+    if len(finals) > 1:  # mean, then every seed's value
+        ppl = f"{statistics.fmean(finals):.2f} ({', '.join(f'{f:.2f}' for f in finals)})"
+    return f"{ppl} / {bits:.1f} / {nmse:.2f}"
 
 
 def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -> None:
@@ -164,6 +168,7 @@ def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -
         for name in names:
             for run in group(records, name, snr):
                 label = f"rank {name}" if name != SELECTION else "selection"
+                label += f", seed {run['seed']}" if run["seed"] else ""
                 style = {"color": "black", "linestyle": "--"} if name == SELECTION else {}
                 top.plot(run["perplexity"], label=label, **style)
         fixed = sorted((int(n), group(records, n, snr)) for n in names if n != SELECTION)
