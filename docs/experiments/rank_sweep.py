@@ -155,8 +155,9 @@ def _cell(runs: list[dict]) -> str:
 
 
 def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -> None:
-    """Top: perplexity against round per SNR (one line per policy); bottom: final perplexity
-    against rank (fixed ranks as a line, the selection at its mean rank over rounds)."""
+    """Top: perplexity against round per SNR (one line per run, from round 3 on where the curves
+    part); bottom: final perplexity against rank (fixed ranks as a line, mean over seeds; the
+    selection at its mean rank over rounds 2+)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,6 +181,11 @@ def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -
         for run in group(records, SELECTION, snr):
             mean_rank = statistics.fmean(run["mean_rank"][1:] or run["mean_rank"])
             bottom.plot([mean_rank], [run["final_perplexity"]], "k*", ms=12, label="selection")
+        curves = [r["perplexity"] for n in names for r in group(records, n, snr)]
+        if curves and min(len(c) for c in curves) > 4:  # zoom on the rounds where they differ
+            low = min(min(c) for c in curves)
+            top.set_ylim(low - 1, max(c[3] for c in curves) + 1)
+            top.set_xlim(2.5, max(len(c) for c in curves) - 0.8)
         top.set_title(f"SNR {snr:g} dB")
         top.set_xlabel("round")
         top.set_ylabel("held-out perplexity")
