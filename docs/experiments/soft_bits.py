@@ -345,49 +345,47 @@ def _label(name: str, runs: dict) -> str:
 
 
 def plot_bits(results: dict[str, dict[str, dict]], path: Path) -> None:
-    """Left: perplexity against cumulative bits; right: bits to reach each FedAvg perplexity."""
+    """Perplexity against cumulative bits (whole, and zoomed on the end with the 2% line), and
+    the bits each method needs to reach each of FedAvg's best-so-far perplexities."""
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    figure, (left, zoom, right) = plt.subplots(1, 3, figsize=(16, 4.6))
     for (name, runs), marker in zip(results.items(), "osv^D", strict=False):
+        style = {"marker": marker, "ms": 3, "color": f"C{list(results).index(name)}"}
         for i, (seed, result) in enumerate(runs.items()):
-            label = f"{_label(name, runs)}" if i == 0 else None
-            style = "-" if i == 0 else ":"
-            left.plot(
-                *curve(result),
-                marker=marker,
-                ms=3,
-                ls=style,
-                label=label,
-                color=f"C{list(results).index(name)}",
-            )
-            base = results[FEDAVG].get(seed)
-            if base is None:
-                continue
-            levels = [min(base["perplexity"][1 : t + 1]) for t in range(1, len(base["perplexity"]))]
-            bits = [bits_to_target(result, p) for p in levels]
-            xs = [p for p, b in zip(levels, bits, strict=True) if b is not None]
-            right.plot(
-                xs,
-                [b for b in bits if b is not None],
-                marker=marker,
-                ms=3,
-                ls=style,
-                label=label,
-                color=f"C{list(results).index(name)}",
-            )
-    left.set_xlabel("cumulative uplink bits")
-    left.set_ylabel("held-out perplexity")
+            style.update(ls="-" if i == 0 else ":", label=_label(name, runs) if i == 0 else None)
+            for axis in (left, zoom):
+                axis.plot(*curve(result), **style)
+            if seed in results[FEDAVG]:
+                right.plot(*_bits_to_levels(result, results[FEDAVG][seed]), **style)
+    for seed, base in results[FEDAVG].items():
+        equal = (1 + TOLERANCE) * _best(base)
+        zoom.axhline(equal, color="grey", ls="--" if seed == "0" else ":", lw=0.8)
+    best = min(_best(r) for r in results[FEDAVG].values())
+    zoom.set_ylim(0.97 * best, 1.3 * best)
     left.set_title("Perplexity against bits sent (solid: seed 0, dotted: seed 1)")
+    zoom.set_title("Zoom; grey: within 2% of FedAvg's best (per seed)")
+    for axis in (left, zoom):
+        axis.set_xlabel("cumulative uplink bits")
+        axis.set_ylabel("held-out perplexity")
     right.set_xlabel("target: FedAvg's best perplexity by each round (same seed)")
     right.set_ylabel("cumulative uplink bits to first reach it")
     right.set_yscale("log")
     right.invert_xaxis()
     right.set_title("Bits to target (a missing point: never reached)")
-    for axis in (left, right):
+    for axis in (left, zoom, right):
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def _bits_to_levels(result: dict, base: dict) -> tuple[list[float], list[float]]:
+    """FedAvg's best-so-far perplexity after each round, and the bits ``result`` needs to reach
+    each (levels it never reaches left out)."""
+    levels = [min(base["perplexity"][1 : t + 1]) for t in range(1, len(base["perplexity"]))]
+    pairs = [(p, bits_to_target(result, p)) for p in levels]
+    reached = [(p, b) for p, b in pairs if b is not None]
+    return [p for p, _ in reached], [b for _, b in reached]
 
 
 def plot_tsfa(result: dict, budget_s: float, path: Path) -> None:
