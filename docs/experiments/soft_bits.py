@@ -469,9 +469,28 @@ def with_tsfa_at_32_bits(results: dict) -> dict:
     return {**results, TSFA_32: doubled}
 
 
+def tsfa_table(runs: dict[str, dict]) -> str:
+    """TSFA's decisions and latencies by round, for every seed."""
+    lines = [
+        "| seed | round | rho | scheduled clients | round latency (s) | running average (s) "
+        "| virtual queue (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, result in runs.items():
+        for t, r in enumerate(result["rounds"], start=1):
+            lines.append(
+                f"| {seed} | {t} | {r['tsfa/rho']:.1f} | {r['tsfa/scheduled_clients']:.0f} "
+                f"| {r['tsfa/round_latency_s']:.3f} | {r['tsfa/avg_latency_s']:.3f} "
+                f"| {r['tsfa/queue']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def report(results: dict, out: Path) -> None:
     """Tables, verdicts and figures of the merged runs."""
     text = table(with_tsfa_at_32_bits(results))
+    if TSFA in results:
+        text += "\n" + tsfa_table(results[TSFA])
     (out / "soft_bits.md").write_text(text)
     plot_bits(results, out / "soft_bits.png")
     if TSFA in results:
