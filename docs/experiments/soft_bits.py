@@ -129,7 +129,11 @@ def merge(paths: list[Path]) -> dict[str, dict[str, dict]]:
                 if seed in merged.get(name, {}):
                     raise ValueError(f"--merge: {name} seed {seed} is in two files ({path})")
                 merged.setdefault(name, {})[seed] = result
-    return {name: merged[name] for name in ORDER if name in merged}
+    return {
+        name: dict(sorted(merged[name].items(), key=lambda item: int(item[0])))
+        for name in ORDER
+        if name in merged
+    }
 
 
 def curve(result: dict) -> tuple[list[float], list[float]]:
