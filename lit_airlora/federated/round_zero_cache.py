@@ -24,7 +24,6 @@ import hashlib
 import importlib.metadata
 import itertools
 import json
-import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -32,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lit_airlora.datamodules.setup_cache import data_cache_dir
-
-log = logging.getLogger(__name__)
 
 #: Sub-folder of the data set-up cache holding the round-0 metrics.
 CACHE_FOLDER = "round0_metrics"
@@ -111,7 +109,7 @@ def read_metrics(key: str, folder: Path | None = None) -> dict[str, float] | Non
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        log.warning("Round-0 metrics cache %s is unreadable (%s); validating again.", path, err)
+        rank_zero_warn(f"Round-0 metrics cache {path} is unreadable ({err}); validating again.")
         return None
     return metrics if stored.get("key") == key else None
 
