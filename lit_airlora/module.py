@@ -27,14 +27,7 @@ from lit_airlora.federated.round import (
     run_stages,
     skipped_context,
 )
-from lit_airlora.federated.round_zero_cache import (
-    batches_digest,
-    folder_fingerprint,
-    read_metrics,
-    round_zero_key,
-    tensors_digest,
-    write_metrics,
-)
+from lit_airlora.federated.round_zero_cache import RoundZeroEntry, look_up, write_metrics
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
@@ -51,7 +44,7 @@ from lit_airlora.lora.masks import RankMasks
 from lit_airlora.lora.merge import base_weight, fresh_factors, merge_into_base
 from lit_airlora.lora.state import check_state_keys
 from lit_airlora.lora.svd_form import orthogonality_penalty
-from lit_airlora.models import load_tokenizer, model_source, resolve_model_path
+from lit_airlora.models import load_tokenizer, resolve_model_path
 from lit_airlora.seeding import make_generator, resolve_seed
 from lit_airlora.tasks import CausalLM, Task
 from lit_airlora.zeroth_order.local_update import ZerothOrder
@@ -384,7 +377,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if self._scoring_round_zero and batch_idx == 0:
-            self._round_zero = self._look_up_round_zero()  # after the callbacks' start hooks
+            self._round_zero = look_up(self)  # after the callbacks' start hooks
         if self._round_zero is not None and self._round_zero.metrics is not None:
             return  # the cached round-0 metrics stand for this batch's forward
         self.task.update_metrics(self.val_metrics, self.model, batch)
@@ -665,39 +658,6 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             write_metrics(entry.key, values)
         return values
 
-    def _look_up_round_zero(self) -> RoundZeroEntry | None:
-        """The round-0 cache entry (key and metrics, None on a miss), or None if not used."""
-        trainer = self.trainer
-        if not self.cache_round0_metrics:
-            return None
-        if trainer.world_size > 1 or len(trainer.num_val_batches) != 1:
-            return None  # ranks would need one shared key: DDP runs validate
-        if not math.isfinite(trainer.num_val_batches[0]):
-            return None  # a loader without a length: its batches cannot be fingerprinted ahead
-        files = folder_fingerprint(model_source(*self._source))
-        if files is None:
-            return None
-        key = round_zero_key(self._round_zero_parts(files))
-        return RoundZeroEntry(key, read_metrics(key))
-
-    def _round_zero_parts(self, files: list) -> dict[str, Any]:
-        """Everything the round-0 metrics depend on (see ``round_zero_cache``)."""
-        trainer, state, saved = self.trainer, self.state_dict(), self._saved_keys()
-        num_batches = int(trainer.num_val_batches[0])
-        return {
-            "module": f"{type(self).__module__}.{type(self).__qualname__}",
-            "hparams": dict(self.hparams),
-            "model_files": files,
-            "model_config": self.model.config.to_json_string(use_diff=False),
-            "dtypes": sorted({str(p.dtype) for p in self.model.parameters()}),
-            "trained_tensors": tensors_digest((k, state[k]) for k in sorted(saved)),
-            "ranks": self.ranks,
-            "metrics": repr(self.val_metrics),
-            "val_batches": [num_batches, batches_digest(trainer.val_dataloaders, num_batches)],
-            "precision": str(trainer.precision),
-            "device": self.device.type,
-        }
-
     def _validate_round_zero(self) -> None:
         trainer = self.trainer
         if not trainer.enable_validation:
@@ -733,13 +693,6 @@ def _check_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder
             "optimizer: remove `optimizer`."
         )
     return zeroth_order
-
-
-class RoundZeroEntry(NamedTuple):
-    """A round-0 metrics cache look-up: its key, and the metrics (``None``: a miss)."""
-
-    key: str
-    metrics: dict[str, float] | None
 
 
 class ModelSource(NamedTuple):

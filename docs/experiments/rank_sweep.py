@@ -28,6 +28,8 @@ from pathlib import Path
 
 import runner
 
+from lit_airlora.callbacks.rank_policy import RankPolicyCallback
+
 CONFIG = "airfl_lora_rank_selection.yaml"
 SELECTION = "selection"
 CHANNEL = "trainer.callbacks.0.init_args."
@@ -59,7 +61,7 @@ def policy_overrides(policy: str, snr_db: float, lr: float) -> dict:
 
 def rank_record(cli) -> dict:
     """The ranks the policy set per round (mean over modules, and the count of each rank)."""
-    callback = next(c for c in cli.trainer.callbacks if hasattr(c, "rank_history"))
+    callback = next(c for c in cli.trainer.callbacks if isinstance(c, RankPolicyCallback))
     history = callback.rank_history
     by_round = [[h[i] for h in history.values()] for i in range(len(callback.rounds))]
     return {

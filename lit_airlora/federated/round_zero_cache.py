@@ -28,13 +28,17 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lit_airlora.datamodules.setup_cache import data_cache_dir
+from lit_airlora.models import model_source
+
+if TYPE_CHECKING:
+    from lit_airlora.module import FederatedLoRAModule
 
 #: Sub-folder of the data set-up cache holding the round-0 metrics.
 CACHE_FOLDER = "round0_metrics"
@@ -126,3 +130,45 @@ def write_metrics(key: str, metrics: Mapping[str, float], folder: Path | None = 
     scratch = path.with_name(f"{path.name}.partial-{os.getpid()}")
     scratch.write_text(json.dumps({"key": key, "metrics": values}, indent=1))
     os.replace(scratch, path)  # atomic on one file system
+
+
+class RoundZeroEntry(NamedTuple):
+    """A round-0 metrics cache look-up: its key, and the metrics (``None``: a miss)."""
+
+    key: str
+    metrics: dict[str, float] | None
+
+
+def look_up(module: FederatedLoRAModule) -> RoundZeroEntry | None:
+    """The module's round-0 cache entry (key and metrics, None on a miss), or None if not used."""
+    trainer = module.trainer
+    if not module.cache_round0_metrics:
+        return None
+    if trainer.world_size > 1 or len(trainer.num_val_batches) != 1:
+        return None  # ranks would need one shared key: DDP runs validate
+    if not math.isfinite(trainer.num_val_batches[0]):
+        return None  # a loader without a length: its batches cannot be fingerprinted ahead
+    files = folder_fingerprint(model_source(*module._source))
+    if files is None:
+        return None
+    key = round_zero_key(_key_parts(module, files))
+    return RoundZeroEntry(key, read_metrics(key))
+
+
+def _key_parts(module: FederatedLoRAModule, files: list) -> dict[str, Any]:
+    """Everything the module's round-0 metrics depend on."""
+    trainer, state, saved = module.trainer, module.state_dict(), module._saved_keys()
+    num_batches = int(trainer.num_val_batches[0])
+    return {
+        "module": f"{type(module).__module__}.{type(module).__qualname__}",
+        "hparams": dict(module.hparams),
+        "model_files": files,
+        "model_config": module.model.config.to_json_string(use_diff=False),
+        "dtypes": sorted({str(p.dtype) for p in module.model.parameters()}),
+        "trained_tensors": tensors_digest((k, state[k]) for k in sorted(saved)),
+        "ranks": module.ranks,
+        "metrics": repr(module.val_metrics),
+        "val_batches": [num_batches, batches_digest(trainer.val_dataloaders, num_batches)],
+        "precision": str(trainer.precision),
+        "device": module.device.type,
+    }
