@@ -10,20 +10,24 @@ an SVD of a zero update would zero ``A`` too) or the config's backtracking rank 
 gap bound (``selection``). Every client has the same average SNR (``FixedSNR``), set in the
 channel callback and in the policy's MSE model alike, and the sweep runs at each ``--snrs``.
 
-    python docs/experiments/rank_sweep.py --snrs 0 10 --ranks 1 2 4 8 --rounds 10 --local-steps 4
+    python docs/experiments/rank_sweep.py --snrs -10 0 10 --ranks 1 2 4 8 --rounds 8 --local-steps 2
 
 Runs are saved to the JSON one by one; ``--resume`` skips those already there. ``--only`` picks
 a subset of the policies (``--only 1 8 selection``), so two processes can share a sweep, each
-writing its own ``--json``; ``--merge A.json B.json`` writes the table and figure from several.
-Writes docs/figures/rank_sweep*.json (raw results), rank_sweep.md (table) and rank_sweep.png
-(perplexity against round per SNR, and final perplexity against rank).
+writing its own ``--json``; ``--merge A.json B.json`` writes the table and figure from several
+(the SNRs found in them unless ``--snrs`` is given; the same run in two files is refused).
+Writes docs/figures/rank_sweep*.json (raw results), rank_sweep.md (tables: mean and range over
+seeds, differences to rank 8 within a seed, one verdict per SNR) and rank_sweep.png (perplexity
+against round per SNR, and final perplexity against rank).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import time
 from pathlib import Path
 
 import runner
@@ -70,7 +74,9 @@ def rank_record(cli) -> dict:
     }
 
 
-def summarise(result: dict, policy: str, snr_db: float, seed: int) -> dict:
+def summarise(result: dict, policy: str, snr_db: float, seed: int, cpu_s: float) -> dict:
+    """The record of one run; ``cpu_s`` is the process's CPU time during it (beside the wall
+    time, it tells how much the shared machine slowed the run)."""
     rounds = result["rounds"]
     return {
         "policy": policy,
@@ -87,6 +93,8 @@ def summarise(result: dict, policy: str, snr_db: float, seed: int) -> dict:
         "energy_shift_db": [r.get("channel/energy_shift_db") for r in rounds],
         "rounds": rounds,
         "wall_s": result["wall_s"],
+        "cpu_s": cpu_s,
+        "load_avg_1m": os.getloadavg()[0],  # the machine's load when the run ended
     }
 
 
@@ -107,13 +115,15 @@ def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
                     **policy_overrides(policy, snr, args.lr),
                 }
                 tag = f"rank_{policy}_{snr:g}_{seed}"
+                cpu = time.process_time()
                 result = runner.run(config, overrides, tag, args.threads, after_fit=rank_record)
-                records.append(summarise(result, policy, float(snr), seed))
+                cpu = time.process_time() - cpu
+                records.append(summarise(result, policy, float(snr), seed, cpu))
                 text = json.dumps({"args": vars(args), "records": records}, indent=1, default=str)
                 out.write_text(text)
                 print(
                     f"{policy} @ {snr:g} dB, seed {seed}: {result['perplexity'][-1]:.2f} "
-                    f"({result['wall_s']:.0f} s)",
+                    f"({result['wall_s']:.0f} s wall, {cpu:.0f} s CPU)",
                     flush=True,
                 )
     return records
@@ -123,19 +133,62 @@ def policies(args: argparse.Namespace) -> list[str]:
     return [str(r) for r in args.ranks] + [SELECTION]
 
 
+def merge(paths: list[Path]) -> list[dict]:
+    """The records of several JSON files; the same (policy, SNR, seed) twice is refused."""
+    records, seen = [], {}
+    for path in paths:
+        for record in json.loads(path.read_text())["records"]:
+            key = (record["policy"], float(record["snr_db"]), record["seed"])
+            if key in seen:
+                raise ValueError(
+                    f"--merge: policy {key[0]} at {key[1]:g} dB seed {key[2]} is in both "
+                    f"{seen[key]} and {path}; keep it in one file"
+                )
+            seen[key] = path
+            records.append(record)
+    return records
+
+
 def group(records: list[dict], policy: str, snr_db: float) -> list[dict]:
-    return [r for r in records if r["policy"] == policy and r["snr_db"] == float(snr_db)]
+    """The runs of one policy at one SNR, by seed."""
+    runs = [r for r in records if r["policy"] == policy and r["snr_db"] == float(snr_db)]
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def finals(records: list[dict], policy: str, snr_db: float) -> dict[int, float]:
+    """Final held-out perplexity by seed."""
+    return {r["seed"]: r["final_perplexity"] for r in group(records, policy, snr_db)}
+
+
+def spread(values: list[float]) -> float:
+    """The range (max - min) over seeds: with two or three seeds a standard deviation says
+    no more, and the range is what a reader can check against the per-seed values."""
+    return max(values) - min(values) if values else 0.0
 
 
 def table(records: list[dict], snrs: list[float], names: list[str]) -> str:
-    """Markdown table: final perplexity (with several seeds: mean, then each seed's), uplink Mbit
-    of all rounds, mean aggregation NMSE; and the mean rank the selection chose by round."""
+    """Markdown tables: final perplexity (mean [min, max] over seeds, n), uplink Mbit of all
+    rounds, mean aggregation NMSE; each policy minus fixed rank 8 within a seed; one verdict per
+    SNR; and the mean rank the selection chose by round."""
     head = "| policy | " + " | ".join(f"{s:g} dB: final ppl / Mbit / NMSE" for s in snrs) + " |"
     lines = [head, "|---" * (len(snrs) + 1) + "|"]
     for name in names:
         cells = [_cell(group(records, name, s)) for s in snrs]
-        label = f"fixed rank {name}" if name != SELECTION else "backtracking selection"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(name)} | " + " | ".join(cells) + " |")
+    reference = max((n for n in names if n != SELECTION), key=int, default=None)
+    if reference is not None:
+        lines += [
+            "",
+            f"Final perplexity minus fixed rank {reference}'s, same seed: mean "
+            "[min, max] over seeds (n):",
+            "",
+        ]
+        lines += [head.replace("final ppl / Mbit / NMSE", f"minus rank {reference}"), lines[1]]
+        for name in (n for n in names if n != reference):
+            cells = [_diff_cell(records, name, reference, s) for s in snrs]
+            lines.append(f"| {_label(name)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {s:g} dB: {verdict(records, s, names)}" for s in snrs]
     for snr in snrs:
         for run in group(records, SELECTION, snr):
             ranks = ", ".join(f"{r:.2f}" for r in run["mean_rank"])
@@ -144,22 +197,69 @@ def table(records: list[dict], snrs: list[float], names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(name: str) -> str:
+    return f"fixed rank {name}" if name != SELECTION else "backtracking selection"
+
+
 def _cell(runs: list[dict]) -> str:
     if not runs:
         return "n/a"
-    finals = [r["final_perplexity"] for r in sorted(runs, key=lambda r: r["seed"])]
+    ppl = _stats([r["final_perplexity"] for r in runs])
     bits = statistics.fmean(r["total_bits"] for r in runs) / 1e6
     nmse = statistics.fmean(r["agg_nmse_mean"] for r in runs)
-    ppl = f"{finals[0]:.2f}"
-    if len(finals) > 1:  # mean, then every seed's value
-        ppl = f"{statistics.fmean(finals):.2f} ({', '.join(f'{f:.2f}' for f in finals)})"
     return f"{ppl} / {bits:.1f} / {nmse:.2f}"
 
 
+def _stats(values: list[float], spec: str = ".2f") -> str:
+    text = format(statistics.fmean(values), spec)
+    if len(values) > 1:
+        text += f" [{format(min(values), spec)}, {format(max(values), spec)}]"
+    return f"{text} (n={len(values)})"
+
+
+def paired(records: list[dict], name: str, other: str, snr_db: float) -> list[float]:
+    """``name``'s final perplexity minus ``other``'s, for each seed that ran both."""
+    mine, theirs = finals(records, name, snr_db), finals(records, other, snr_db)
+    return [mine[s] - theirs[s] for s in sorted(mine) if s in theirs]
+
+
+def _diff_cell(records: list[dict], name: str, other: str, snr_db: float) -> str:
+    diffs = paired(records, name, other, snr_db)
+    return _stats(diffs, "+.2f") if diffs else "n/a"
+
+
+def clearly_below(records: list[dict], name: str, other: str, snr_db: float) -> bool:
+    """``name`` ends below ``other`` in every seed (at least two) by more than the larger of the
+    two policies' ranges over seeds: a difference inside the seed spread is not a result."""
+    diffs = paired(records, name, other, snr_db)
+    noise = max(spread(list(finals(records, n, snr_db).values())) for n in (name, other))
+    return len(diffs) >= 2 and max(diffs) < 0 and min(-d for d in diffs) > noise
+
+
+def verdict(records: list[dict], snr_db: float, names: list[str]) -> str:
+    """Whether the fixed ranks show an interior optimum in perplexity at ``snr_db``: the best
+    rank by mean must be clearly below (``clearly_below``) the smallest and the largest rank."""
+    ranks = sorted((n for n in names if n != SELECTION and finals(records, n, snr_db)), key=int)
+    if len(ranks) < 3:
+        return "fewer than three fixed ranks ran: not decided."
+    means = {n: statistics.fmean(finals(records, n, snr_db).values()) for n in ranks}
+    best = min(ranks, key=means.get)
+    seeds = min(len(finals(records, n, snr_db)) for n in ranks)
+    text = f"best fixed rank by mean {best} ({means[best]:.2f}; at least {seeds} seed(s) each); "
+    unclear = [n for n in ranks if n != best and not clearly_below(records, best, n, snr_db)]
+    ends = {ranks[0], ranks[-1]}
+    if best not in ends and not ends & set(unclear):
+        return text + f"clearly below ranks {ranks[0]} and {ranks[-1]}: an interior optimum."
+    if best in ends and not unclear:
+        return text + "clearly below every other rank: no interior optimum (the best is an end)."
+    inside = ", ".join(unclear)
+    return text + f"inside the seed spread against rank(s) {inside}: not decided."
+
+
 def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -> None:
-    """Top: perplexity against round per SNR (one line per run, from round 3 on where the curves
-    part); bottom: final perplexity against rank (fixed ranks as a line, mean over seeds; the
-    selection at its mean rank over rounds 2+)."""
+    """Top: mean perplexity over seeds against round per SNR (from round 3 on where the curves
+    part); bottom: final perplexity against rank (fixed ranks: mean over seeds with the range as
+    error bar; the selection: one star per seed at its mean rank over rounds 2+)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,29 +268,11 @@ def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -
     figure, axes = plt.subplots(2, len(snrs), figsize=(5.2 * len(snrs), 7.6), squeeze=False)
     for column, snr in enumerate(snrs):
         top, bottom = axes[0][column], axes[1][column]
-        for name in names:
-            for run in group(records, name, snr):
-                label = f"rank {name}" if name != SELECTION else "selection"
-                label += f", seed {run['seed']}" if run["seed"] else ""
-                style = {"color": "black", "linestyle": "--"} if name == SELECTION else {}
-                top.plot(run["perplexity"], label=label, **style)
-        fixed = sorted((int(n), group(records, n, snr)) for n in names if n != SELECTION)
-        fixed = [(r, runs) for r, runs in fixed if runs]
-        if fixed:
-            xs = [r for r, _ in fixed]
-            ys = [statistics.fmean(x["final_perplexity"] for x in runs) for _, runs in fixed]
-            bottom.plot(xs, ys, "o-", label="fixed rank")
-        for run in group(records, SELECTION, snr):
-            mean_rank = statistics.fmean(run["mean_rank"][1:] or run["mean_rank"])
-            bottom.plot([mean_rank], [run["final_perplexity"]], "k*", ms=12, label="selection")
-        curves = [r["perplexity"] for n in names for r in group(records, n, snr)]
-        if curves and min(len(c) for c in curves) > 4:  # zoom on the rounds where they differ
-            low = min(min(c) for c in curves)
-            top.set_ylim(low - 1, max(c[3] for c in curves) + 1)
-            top.set_xlim(2.5, max(len(c) for c in curves) - 0.8)
+        _plot_curves(top, records, snr, names)
+        _plot_ranks(bottom, records, snr, names)
         top.set_title(f"SNR {snr:g} dB")
         top.set_xlabel("round")
-        top.set_ylabel("held-out perplexity")
+        top.set_ylabel("held-out perplexity (mean over seeds)")
         bottom.set_xlabel("LoRA rank (selection: mean over rounds 2+)")
         bottom.set_ylabel("final held-out perplexity")
         bottom.set_xscale("log", base=2)
@@ -201,9 +283,43 @@ def plot(records: list[dict], snrs: list[float], names: list[str], path: Path) -
     figure.savefig(path, dpi=120)
 
 
+def _plot_curves(axis, records: list[dict], snr: float, names: list[str]) -> None:
+    curves = []
+    for name in names:
+        runs = group(records, name, snr)
+        if not runs:
+            continue
+        length = min(len(r["perplexity"]) for r in runs)
+        mean = [statistics.fmean(r["perplexity"][t] for r in runs) for t in range(length)]
+        style = {"color": "black", "linestyle": "--"} if name == SELECTION else {}
+        label = f"rank {name}" if name != SELECTION else "selection"
+        axis.plot(mean, label=f"{label} (n={len(runs)})", **style)
+        curves.append(mean)
+    if curves and min(len(c) for c in curves) > 4:  # zoom on the rounds where they differ
+        axis.set_ylim(min(min(c) for c in curves) - 1, max(c[3] for c in curves) + 1)
+        axis.set_xlim(2.5, max(len(c) for c in curves) - 0.8)
+
+
+def _plot_ranks(axis, records: list[dict], snr: float, names: list[str]) -> None:
+    fixed = [(int(n), list(finals(records, n, snr).values())) for n in names if n != SELECTION]
+    fixed = sorted((r, v) for r, v in fixed if v)
+    if fixed:
+        means = [statistics.fmean(v) for _, v in fixed]
+        low = [m - min(v) for m, (_, v) in zip(means, fixed, strict=True)]
+        high = [max(v) - m for m, (_, v) in zip(means, fixed, strict=True)]
+        xs = [r for r, _ in fixed]
+        axis.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label="fixed rank")
+    for i, run in enumerate(group(records, SELECTION, snr)):
+        mean_rank = statistics.fmean(run["mean_rank"][1:] or run["mean_rank"])
+        label = "selection (one star per seed)" if i == 0 else None
+        axis.plot([mean_rank], [run["final_perplexity"]], "k*", ms=12, label=label)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 10.0])
+    parser.add_argument(
+        "--snrs", type=float, nargs="+", help="default: 0 10 (with --merge: those in the files)"
+    )
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--only", nargs="+", help="run only these policies (ranks, selection)")
     parser.add_argument("--out", type=Path, default=runner.FIGURES)
@@ -214,8 +330,10 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        records = [r for p in args.merge for r in json.loads(p.read_text())["records"]]
+        records = merge(args.merge)
+        args.snrs = args.snrs or sorted({float(r["snr_db"]) for r in records})
     else:
+        args.snrs = args.snrs or [0.0, 10.0]
         records = sweep(args, args.json or args.out / "rank_sweep.json")
     names = policies(args)
     text = table(records, args.snrs, names)

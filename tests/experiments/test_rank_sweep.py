@@ -4,6 +4,7 @@ must get the same SNR, and the bound's learning rate must be the run's."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,25 +48,93 @@ def test_overrides_replace_existing_settings(policy, tmp_path):
         assert callback["init_args"]["truncate"] == "prefix"
 
 
-def test_table_reports_each_policy_and_snr():
-    def record(policy, snr, ppl, bits, ranks):
-        return {
-            "policy": policy,
-            "snr_db": snr,
-            "seed": 0,
-            "final_perplexity": ppl,
-            "total_bits": bits,
-            "agg_nmse_mean": 0.5,
-            "mean_rank": ranks,
-        }
+def _record(policy, snr, ppl, seed=0, bits=2e6, ranks=(8.0, 8.0)):
+    return {
+        "policy": policy,
+        "snr_db": snr,
+        "seed": seed,
+        "final_perplexity": ppl,
+        "perplexity": [120.0, 100.0, 95.0, 92.0, 90.0, ppl],
+        "total_bits": bits,
+        "agg_nmse_mean": 0.5,
+        "mean_rank": list(ranks),
+    }
 
-    records = [
-        record("1", 0.0, 80.0, 2e6, [1.0, 1.0]),
-        record("8", 0.0, 90.0, 16e6, [8.0, 8.0]),
-        record(rank_sweep.SELECTION, 0.0, 85.0, 10e6, [8.0, 3.5]),
+
+NAMES = ["1", "2", "4", "8", rank_sweep.SELECTION]
+
+
+def _sweep(snr, by_rank, selection=()):
+    """Records at one SNR: ``by_rank`` maps a fixed rank to its final perplexity per seed."""
+    out = [
+        _record(rank, snr, ppl, seed)
+        for rank, ppls in by_rank.items()
+        for seed, ppl in enumerate(ppls)
     ]
-    text = rank_sweep.table(records, [0.0], ["1", "8", rank_sweep.SELECTION])
-    assert "| fixed rank 1 | 80.00 / 2.0 / 0.50 |" in text
-    assert "| fixed rank 8 | 90.00 / 16.0 / 0.50 |" in text
-    assert "| backtracking selection | 85.00 / 10.0 / 0.50 |" in text
+    return out + [
+        _record(rank_sweep.SELECTION, snr, p, s, 9e6, (8.0, 3.5)) for s, p in enumerate(selection)
+    ]
+
+
+def test_table_reports_mean_range_paired_difference_and_ranks():
+    records = _sweep(-10.0, {"1": [80.0], "8": [90.0, 94.0]}, selection=[85.0])
+    text = rank_sweep.table(records, [-10.0], NAMES)
+    assert "| policy | -10 dB: final ppl / Mbit / NMSE |" in text
+    assert "| fixed rank 1 | 80.00 (n=1) / 2.0 / 0.50 |" in text
+    assert "| fixed rank 8 | 92.00 [90.00, 94.00] (n=2) / 2.0 / 0.50 |" in text
+    assert "| fixed rank 2 | n/a |" in text
+    assert "| backtracking selection | 85.00 (n=1) / 9.0 / 0.50 |" in text
+    # within a seed: rank 1 and the selection against rank 8's seed 0 (90), not its mean (92)
+    assert "| fixed rank 1 | -10.00 (n=1) |" in text
+    assert "| backtracking selection | -5.00 (n=1) |" in text
     assert "mean rank by round: 8.00, 3.50" in text
+    assert "- -10 dB: fewer than three fixed ranks ran: not decided." in text
+
+
+@pytest.mark.parametrize(
+    ("by_rank", "expected"),
+    [
+        # rank 4 below ranks 1 and 8 in both seeds by more than any rank's seed range (1.0)
+        (
+            {"1": [99.0, 100.0], "2": [97.0, 97.5], "4": [95.0, 95.5], "8": [97.0, 97.2]},
+            "best fixed rank by mean 4 (95.25; at least 2 seed(s) each); clearly below ranks 1 and "
+            "8: an interior optimum.",
+        ),
+        # the same means, but rank 8's seeds 4 apart: rank 4 against 8 is inside the spread
+        (
+            {"1": [99.0, 100.0], "2": [97.0, 97.5], "4": [95.0, 95.5], "8": [95.2, 99.2]},
+            "inside the seed spread against rank(s) 8: not decided.",
+        ),
+        # the largest rank best in every seed, outside every range
+        (
+            {"1": [99.0, 100.0], "2": [97.0, 97.5], "4": [95.0, 95.5], "8": [93.0, 93.2]},
+            "clearly below every other rank: no interior optimum (the best is an end).",
+        ),
+        # one seed: never decided, whatever the values
+        (
+            {"1": [99.0], "2": [97.0], "4": [95.0], "8": [97.0]},
+            "inside the seed spread against rank(s) 1, 2, 8: not decided.",
+        ),
+        # signs differ between seeds (rank 4 below 8 in seed 0 only)
+        (
+            {"1": [99.0, 100.0], "2": [97.0, 97.5], "4": [95.0, 96.0], "8": [96.5, 95.9]},
+            "inside the seed spread against rank(s) 8: not decided.",
+        ),
+    ],
+)
+def test_verdict_needs_every_seed_outside_the_spread(by_rank, expected):
+    records = _sweep(0.0, by_rank)
+    assert rank_sweep.verdict(records, 0.0, NAMES).endswith(expected)
+
+
+def test_merge_refuses_the_same_run_twice_and_plot_takes_negative_snrs(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"records": _sweep(-10.0, {"8": [90.0]})}))
+    second.write_text(json.dumps({"records": _sweep(-10.0, {"8": [91.0]})}))
+    with pytest.raises(ValueError, match="policy 8 at -10 dB seed 0 is in both"):
+        rank_sweep.merge([first, second])
+    second.write_text(json.dumps({"records": _sweep(0.0, {"4": [91.0, 92.0]}, [93.0])}))
+    records = rank_sweep.merge([first, second])
+    assert sorted({r["snr_db"] for r in records}) == [-10.0, 0.0]
+    rank_sweep.plot(records, [-10.0, 0.0], NAMES, tmp_path / "rank_sweep.png")
+    assert (tmp_path / "rank_sweep.png").stat().st_size > 0
