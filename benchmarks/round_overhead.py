@@ -58,16 +58,26 @@ class PassTimer:
     """Seconds spent inside forward and backward passes (the model's own work)."""
 
     def __init__(self) -> None:
-        self.total_s = 0.0
+        self.total_s, self.calls = 0.0, 0
+
+    def reset(self) -> None:
+        self.total_s, self.calls = 0.0, 0
 
     def wrap(self, fn):
         def timed(*a, **k):
             start = time.perf_counter()
             out = fn(*a, **k)
             self.total_s += time.perf_counter() - start
+            self.calls += 1
             return out
 
         return timed
+
+
+def instrument_module(module, passes: PassTimer) -> None:
+    """Time the module's forward (the task's loss, as ``_local_step`` calls it) and backward."""
+    module.task.loss = passes.wrap(module.task.loss)
+    module.manual_backward = passes.wrap(module.manual_backward)
 
 
 def run_lightning(args, queue) -> None:
@@ -79,15 +89,15 @@ def run_lightning(args, queue) -> None:
 
     class Timer(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module):
-            self.start, passes.total_s = time.perf_counter(), 0.0
+            passes.reset()
+            self.start = time.perf_counter()
 
         def on_train_epoch_end(self, trainer, pl_module):
-            times.append((time.perf_counter() - self.start, passes.total_s))
+            times.append((time.perf_counter() - self.start, passes.total_s, passes.calls))
 
     L.seed_everything(0, verbose=False)
     module, datamodule = _module(), shakespeare_datamodule(args)
-    module._loss = passes.wrap(module._loss)  # forward
-    module.manual_backward = passes.wrap(module.manual_backward)  # backward
+    instrument_module(module, passes)
     trainer = L.Trainer(
         max_epochs=2,
         accelerator="cpu",
@@ -102,8 +112,10 @@ def run_lightning(args, queue) -> None:
         callbacks=[Timer()],
     )
     trainer.fit(module, datamodule=datamodule)
-    round_s, passes_s = times[-1]  # the warm round
-    queue.put({"time_s": round_s, "passes_s": passes_s, "peak_rss_mb": _peak_rss_mb()})
+    round_s, passes_s, calls = times[-1]  # the warm round
+    queue.put(
+        {"time_s": round_s, "passes_s": passes_s, "passes": calls, "peak_rss_mb": _peak_rss_mb()}
+    )
 
 
 def run_bare(args, queue) -> None:
@@ -126,10 +138,18 @@ def run_bare(args, queue) -> None:
     for epoch in (0, 1):  # warm round, then the timed one, as Lightning's
         loader = datamodule.train_dataloader()
         loader.batch_sampler.set_epoch(epoch)
-        start, passes.total_s = time.perf_counter(), 0.0
+        passes.reset()
+        start = time.perf_counter()
         _bare_round(model, optimizer, loader, passes)
         elapsed = time.perf_counter() - start
-    queue.put({"time_s": elapsed, "passes_s": passes.total_s, "peak_rss_mb": _peak_rss_mb()})
+    queue.put(
+        {
+            "time_s": elapsed,
+            "passes_s": passes.total_s,
+            "passes": passes.calls,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+    )
 
 
 def _bare_round(model, optimizer, loader, passes: PassTimer) -> None:
@@ -184,6 +204,17 @@ def measure_in_process(target, *args) -> dict:
     return result
 
 
+def check_passes(results: dict[str, list[dict]], expected: int) -> None:
+    """Every variant timed ``expected`` passes (a forward and a backward per local step): the
+    time outside the passes means nothing if a pass escaped the timer."""
+    for name, runs in results.items():
+        counts = sorted({r["passes"] for r in runs})
+        if counts != [expected]:
+            raise RuntimeError(
+                f"{name} timed {counts} forward/backward passes per round, expected {expected}"
+            )
+
+
 def summarise(results: dict[str, list[dict]]) -> dict:
     """Median, min and max per variant; ratios per paired repeat; overhead outside the passes."""
     summary = {}
@@ -221,6 +252,7 @@ def main() -> None:
     for _ in range(args.repeats):
         results["bare"].append(measure_in_process(run_bare, args))
         results["lightning"].append(measure_in_process(run_lightning, args))
+    check_passes(results, 2 * args.clients * args.steps)
     summary = summarise(results)
     load_after = os.getloadavg()
     print(f"load average after: {load_after} ({os.cpu_count()} CPUs)")

@@ -82,6 +82,14 @@ def load_config(name: str) -> dict:
     return compose_config(path) if is_base else compose_config(CONFIGS / "quickstart.yaml", path)
 
 
+def get_dotted(config: dict, key: str):
+    """``config["a"]["b"]`` from ``"a.b"``; ``callbacks.0.x`` indexes lists (KeyError if absent)."""
+    node = config
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
 def set_dotted(config: dict, key: str, value) -> None:
     """Set ``config["a"]["b"]`` from ``"a.b"``; ``callbacks.0.x`` indexes lists."""
     *parents, last = key.split(".")

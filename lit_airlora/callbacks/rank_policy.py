@@ -38,7 +38,9 @@ class RankPolicyCallback(StageCallback, RankSource):
     module), or through a :class:`RankMasks` it keeps over any other LightningModule holding a
     peft LoRA model (``on_train_epoch_start``; one epoch is one round; remote-link stage
     callbacks read :meth:`active_ranks` and upload only the active ranks). At the end of the round
-    it measures the update's spectrum and gives the policy its :class:`Feedback`. Ranks per
+    it measures the update's spectrum and gives the policy its :class:`Feedback`. The importance
+    and the update spectrum (one SVD per module and round) are computed only for a policy that
+    lists them in ``required_observations``; for any other policy those fields are None. Ranks per
     module and round are kept, logged as a TensorBoard heatmap (rank zero) and as the scalars
     ``policy/mean_rank`` and ``policy/payload_bits``; policy and history are checkpointed.
 
@@ -196,7 +198,7 @@ class RankPolicyCallback(StageCallback, RankSource):
             train_loss=state.named_scalar(scalars, "train_loss"),
             val_loss=state.named_scalar(scalars, "val_loss"),
             token_entropy=state.named_scalar(scalars, "token_entropy"),
-            importance=state.factor_importance(layers),
+            importance=state.factor_importance(layers) if self._needs("importance") else None,
             update_spectrum=self.spectrum,
             update_value_power=self.value_power,
             sent_factors=_sent_factors(pl_module),
@@ -227,10 +229,15 @@ class RankPolicyCallback(StageCallback, RankSource):
             for key, value in self.policy.update_metrics().items():
                 pl_module.log(f"policy/{key}", float(value), on_step=False, on_epoch=True)
 
+    def _needs(self, observation: str) -> bool:
+        """Whether the policy reads ``observation`` (the costly ones are computed only then)."""
+        return observation in self.policy.required_observations
+
     def _end_round(self, trainer, pl_module, before, after, power_sums, metrics) -> None:
         if all(bool(torch.isfinite(t).all()) for t in after.values()):
-            layers, ranks = self._layers(pl_module), self._ranks(pl_module)
-            self.spectrum = state.adapter_update_spectra(layers, before, after, ranks)
+            if self._needs("update_spectrum"):  # one SVD per module: only for policies that read it
+                layers, ranks = self._layers(pl_module), self._ranks(pl_module)
+                self.spectrum = state.adapter_update_spectra(layers, before, after, ranks)
             count = float(power_sums[1])
             self.value_power = float(power_sums[0]) / count if count > 0 else None
         else:

@@ -37,7 +37,8 @@ class RankPolicy:
     Subclasses implement :meth:`act`; learning ones also :meth:`update` and keep their networks,
     optimizers and replay buffers in :meth:`state_dict` (tensors and builtins only, so that
     checkpoints load with ``weights_only=True``). ``required_observations`` lists the optional
-    :class:`Observation` fields :meth:`act` needs; the callback checks them at setup.
+    :class:`Observation` fields :meth:`act` needs; the callback checks them at setup and
+    computes the costly ones (``importance``, ``update_spectrum``) only when they are listed.
 
     Args:
         rank_min: Smallest rank the policy may choose (``>= 1``).

@@ -15,8 +15,10 @@ class ScriptedRanks(RankPolicy):
         self.schedule = list(schedule)
         self.updates = torch.zeros((), dtype=torch.int64)
         self.seen: list[tuple[int, float | None]] = []
+        self.observed: list = []
 
     def act(self, obs):
+        self.observed.append(obs)
         return dict.fromkeys(obs.modules, self.schedule[obs.round_idx % len(self.schedule)])
 
     def update(self, obs, ranks, feedback):
@@ -28,3 +30,9 @@ class ScriptedRanks(RankPolicy):
 
     def load_state_dict(self, state):
         self.updates = state["updates"].clone()
+
+
+class SpectrumReader(ScriptedRanks):
+    """``ScriptedRanks`` that declares the costly observations (importance, update spectrum)."""
+
+    required_observations = ("importance", "update_spectrum")

@@ -15,7 +15,7 @@ from lit_airlora.lora.layers import adapter_tensors, find_lora_layers
 from lit_airlora.policy.capacity_greedy import CapacityGreedyUniform
 from lit_airlora.policy.fixed import FixedRank
 from lit_airlora.policy.importance import ImportanceBudget
-from tests.callbacks.rank_policy_helpers import ScriptedRanks
+from tests.callbacks.rank_policy_helpers import ScriptedRanks, SpectrumReader
 
 
 class TinyNet(nn.Module):
@@ -69,7 +69,7 @@ def _fit(root, callback, max_epochs=3, ckpt_path=None, logger=False, model=None)
 
 
 def test_plain_module_ranks_follow_policy_and_feedback_flows(tmp_path):
-    policy = ScriptedRanks([4, 2, 3])
+    policy = SpectrumReader([4, 2, 3])
     callback = RankPolicyCallback(policy)
     trainer, _ = _fit(tmp_path, callback)
     assert callback.rounds == [0, 1, 2]
@@ -83,12 +83,24 @@ def test_plain_module_ranks_follow_policy_and_feedback_flows(tmp_path):
     assert torch.count_nonzero(B[:, 3:]) == 0
 
 
+def test_costly_observations_only_for_policies_that_read_them(tmp_path):
+    plain, reader = ScriptedRanks([4, 2]), SpectrumReader([4, 2])
+    plain_cb, reader_cb = RankPolicyCallback(plain), RankPolicyCallback(reader)
+    _fit(tmp_path / "plain", plain_cb, max_epochs=2)
+    _fit(tmp_path / "reader", reader_cb, max_epochs=2)
+    assert plain_cb.spectrum is None
+    assert all(o.importance is None and o.update_spectrum is None for o in plain.observed)
+    assert all(o.importance is not None for o in reader.observed)
+    assert reader.observed[0].update_spectrum is None  # no update yet before round 1
+    assert reader.observed[1].update_spectrum["fc1"][0] > 0
+
+
 def test_plain_module_resume_matches_uninterrupted(tmp_path):
-    _, full = _fit(tmp_path / "full", RankPolicyCallback(ScriptedRanks([4, 2, 3])))
-    cut = RankPolicyCallback(ScriptedRanks([4, 2, 3]))
+    _, full = _fit(tmp_path / "full", RankPolicyCallback(SpectrumReader([4, 2, 3])))
+    cut = RankPolicyCallback(SpectrumReader([4, 2, 3]))
     trainer, _ = _fit(tmp_path / "cut", cut, max_epochs=2)
     ckpt = trainer.checkpoint_callback.best_model_path
-    resumed_cb = RankPolicyCallback(ScriptedRanks([4, 2, 3]))
+    resumed_cb = RankPolicyCallback(SpectrumReader([4, 2, 3]))
     _, resumed = _fit(tmp_path / "cut", resumed_cb, ckpt_path=ckpt)
     assert resumed_cb.rounds == [0, 1, 2] and int(resumed_cb.policy.updates) == 3
     expected = adapter_tensors(find_lora_layers(full))
@@ -180,7 +192,7 @@ def test_remote_link_stages_see_the_policy_ranks(tmp_path):
             self.seen.append(dict(ctx.uploads[0].ranks))
 
     spy = RanksSpy()
-    callback = RankPolicyCallback(ScriptedRanks([4, 2]))
+    callback = RankPolicyCallback(SpectrumReader([4, 2]))
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(
         max_epochs=2,

@@ -8,7 +8,7 @@ from lit_airlora.callbacks.rank_policy import RankPolicyCallback
 from lit_airlora.channel.large_scale import FixedSNR
 from lit_airlora.policy.aircomp_mse import SisoAirCompMSE
 from lit_airlora.policy.backtracking import BacktrackingRankSelection
-from tests.callbacks.rank_policy_helpers import ScriptedRanks
+from tests.callbacks.rank_policy_helpers import SpectrumReader
 from tests.helpers import tiny_fit
 
 SMALL = {"clients_per_round": 2, "local_steps": 1}
@@ -23,7 +23,7 @@ def _fit(root, model_dir, tokenizer, callback, **kwargs):
 
 
 def test_changing_ranks_keeps_training_and_resume_exact(tmp_path, tiny_llama_dir, tokenizer):
-    full_cb = RankPolicyCallback(ScriptedRanks([4, 2, 3]))
+    full_cb = RankPolicyCallback(SpectrumReader([4, 2, 3]))
     trainer, full = _fit(tmp_path / "full", tiny_llama_dir, tokenizer, full_cb, max_epochs=3)
     assert all(h == [4, 2, 3] for h in full_cb.rank_history.values())
     assert full.ranks == dict.fromkeys(full.ranks, 3)
@@ -31,10 +31,10 @@ def test_changing_ranks_keeps_training_and_resume_exact(tmp_path, tiny_llama_dir
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in full_cb.policy.seen)
     assert trainer.logged_metrics["policy/mean_rank"] == 3.0
 
-    cut_cb = RankPolicyCallback(ScriptedRanks([4, 2, 3]))
+    cut_cb = RankPolicyCallback(SpectrumReader([4, 2, 3]))
     trainer, _ = _fit(tmp_path / "cut", tiny_llama_dir, tokenizer, cut_cb, max_epochs=1)
     ckpt = trainer.checkpoint_callback.best_model_path
-    resumed_cb = RankPolicyCallback(ScriptedRanks([4, 2, 3]))
+    resumed_cb = RankPolicyCallback(SpectrumReader([4, 2, 3]))
     _, resumed = _fit(
         tmp_path / "cut", tiny_llama_dir, tokenizer, resumed_cb, max_epochs=3, ckpt_path=ckpt
     )

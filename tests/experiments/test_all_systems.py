@@ -13,13 +13,7 @@ import yaml
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "docs" / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 all_systems = pytest.importorskip("all_systems")
-
-
-def _get(config: dict, dotted: str):
-    node = config
-    for part in dotted.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
+get_dotted = all_systems.runner.get_dotted
 
 
 @pytest.mark.parametrize("system", list(all_systems.SYSTEMS))
@@ -35,14 +29,14 @@ def test_every_uplink_snr_model_is_replaced_by_the_shared_one(system):
     own = yaml.safe_load(path.read_text())
     for dotted in all_systems.SNR_PATHS[system]:
         assert dotted.endswith("large_scale")
-        assert _get(own, dotted), f"{path.name} has no SNR model at {dotted}"
+        assert get_dotted(own, dotted), f"{path.name} has no SNR model at {dotted}"
         shared = {"low_db": 3.0, "high_db": 17.0, "seed": 0}
         assert overrides[dotted]["init_args"] == shared
     text = path.read_text()
     assert bool(all_systems.SNR_PATHS[system]) == ("large_scale" in text)
     kept = all_systems.KEPT_SNR_PATHS.get(system, [])
     for dotted in kept:
-        assert _get(own, dotted) and dotted not in overrides
+        assert get_dotted(own, dotted) and dotted not in overrides
     assert text.count("large_scale:") == len(all_systems.SNR_PATHS[system]) + len(kept)
 
 
