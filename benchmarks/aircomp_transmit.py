@@ -5,14 +5,19 @@ in 30 layers: 460,800 reals per client. ``time_transmit`` runs one round of
 ``OverTheAirAggregation`` (channel draws, side information, beamformers, superposition, noise,
 estimate) on hand-built uploads and reports seconds per round next to the ideal FedAvg.
 
-    python benchmarks/aircomp_transmit.py
+    python benchmarks/aircomp_transmit.py [--clients 4] [--repeats 5] [--json out.json]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from pathlib import Path
 
 import torch
+
+# Run as a script: its folder is on sys.path.
+from timing import spread, write_json
 
 from lit_airlora.callbacks.over_the_air import OverTheAirAggregation
 from lit_airlora.channel.beamforming import ManifoldBeamformer, MatchedFilterBeamformer
@@ -65,20 +70,23 @@ def random_round(template: dict, num_clients: int, seed: int = 0) -> RoundContex
     )
 
 
-def time_transmit(callback: OverTheAirAggregation, ctx: RoundContext, repeats: int = 3) -> dict:
-    """Seconds per round of the over-the-air stage (best of ``repeats`` after a warm-up)."""
+def time_transmit(callback: OverTheAirAggregation, ctx: RoundContext, repeats: int = 5) -> dict:
+    """Seconds per round of the over-the-air stage: median, min and max of ``repeats`` after a
+    warm-up, beside the ideal FedAvg aggregate of the same uploads."""
     callback.aggregate_over_the_air(ctx)  # warm-up: lazy imports and Sionna blocks
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         _, metrics, _ = callback.aggregate_over_the_air(ctx)
         seconds.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    ctx.aggregator.aggregate(ctx.uploads, ctx.global_adapter)
-    ideal_s = time.perf_counter() - start
+    ideal = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ctx.aggregator.aggregate(ctx.uploads, ctx.global_adapter)
+        ideal.append(time.perf_counter() - start)
     return {
-        "transmit_s": min(seconds),
-        "ideal_aggregate_s": ideal_s,
+        "transmit": spread(seconds),
+        "ideal_aggregate": spread(ideal),
         "channel_uses": metrics["comm/channel_uses"],
         "agg_nmse": metrics["channel/agg_nmse"],
     }
@@ -99,15 +107,29 @@ def default_channels() -> dict[str, OverTheAirAggregation]:
     }  # fmt: skip
 
 
-def main(num_clients: int = 4) -> None:
-    torch.set_num_threads(2)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--num-threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.num_threads)
     template = smollm2_template()
-    ctx = random_round(template, num_clients)
+    ctx = random_round(template, args.clients)
     values = sum(t.numel() for t in template.values())
-    print(f"payload: {values} reals per client, {num_clients} clients")  # script output
+    print(f"payload: {values} reals per client, {args.clients} clients")  # script output
+    print("| channel | transmit s, median (min-max) | ideal aggregate s | transmit / ideal |")
+    print("|---|---|---|---|")
+    results = {}
     for name, callback in default_channels().items():
-        result = time_transmit(callback, ctx)
-        print(name, {k: round(v, 4) for k, v in result.items()})  # script output
+        result = results[name] = time_transmit(callback, ctx, args.repeats)
+        t, ideal = result["transmit"], result["ideal_aggregate"]
+        print(
+            f"| {name} | {t['median_s']:.3f} ({t['min_s']:.3f}-{t['max_s']:.3f}) "
+            f"| {ideal['median_s']:.4f} | {t['median_s'] / ideal['median_s']:.1f} |"
+        )  # script output
+    write_json(args.json, args, results)
 
 
 if __name__ == "__main__":

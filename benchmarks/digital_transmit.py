@@ -8,19 +8,20 @@ link adaptation, one HARQ retransmission): quantisation, block errors, dequantis
 uploads and metrics. Prints seconds per round (median of ``--repeats`` after a warm-up) and the
 ideal FedAvg aggregation time for scale; issue 3 asks for well under 1 s per round.
 
-    python benchmarks/digital_transmit.py [--clients 4] [--repeats 5] [--num-threads 2]
+    python benchmarks/digital_transmit.py [--clients 4] [--repeats 5] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from pathlib import Path
 
 import torch
 
 # Run as a script: its folder is on sys.path.
 from aircomp_transmit import random_round, smollm2_template
+from timing import spread, write_json
 
 from lit_airlora.callbacks.digital_link import DigitalUplink
 from lit_airlora.channel.abstraction import AbstractionLink
@@ -54,8 +55,7 @@ def time_transmit(callback: DigitalUplink, ctx_factory, repeats: int) -> dict:
         callback.on_upload_transmit(None, MODULE, ctx)
         seconds.append(time.perf_counter() - start)
     return {
-        "transmit_s": statistics.median(seconds),
-        "min_s": min(seconds),
+        "transmit": spread(seconds),
         "bits_offered": ctx.metrics["comm/bits_offered"],
         "bler": ctx.metrics["channel/bler"],
     }
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num-threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     template = smollm2_template()
@@ -78,11 +79,20 @@ def main() -> None:
     print(f"payload: {values} reals per client, {args.clients} clients")  # script output
     start = time.perf_counter()
     base.aggregator.aggregate(base.uploads, base.global_adapter)
-    print(f"ideal FedIT aggregate: {time.perf_counter() - start:.3f} s")  # script output
+    ideal_s = time.perf_counter() - start
+    print(f"ideal FedIT aggregate: {ideal_s:.3f} s")  # script output
+    print("| quantiser | transmit s, median (min-max) | bits offered | BLER |")
+    print("|---|---|---|---|")
+    results = {"ideal_aggregate_s": ideal_s}
     for name, quantizer in (("uniform8", UniformQuantizer(8)), ("stochastic8", None)):
         quantizer = quantizer or StochasticQuantizer(8)
-        result = time_transmit(config_uplink(quantizer), fresh, args.repeats)
-        print(name, {k: round(v, 4) for k, v in result.items()})  # script output
+        result = results[name] = time_transmit(config_uplink(quantizer), fresh, args.repeats)
+        t = result["transmit"]
+        print(
+            f"| {name} | {t['median_s']:.3f} ({t['min_s']:.3f}-{t['max_s']:.3f}) "
+            f"| {result['bits_offered']:.0f} | {result['bler']:.3f} |"
+        )  # script output
+    write_json(args.json, args, results)
 
 
 def _copy(ctx):
