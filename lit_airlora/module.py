@@ -28,6 +28,12 @@ from lit_airlora.federated.round import (
     skipped_context,
 )
 from lit_airlora.federated.round_zero_cache import RoundZeroEntry, look_up, write_metrics
+from lit_airlora.federated.stacked_round import (
+    StackedRound,
+    check_stacked_fit,
+    check_stacked_model,
+    check_stacked_module,
+)
 from lit_airlora.federated.stages import StageDriver, check_stage_callbacks, dispatch
 from lit_airlora.federated.trainer_checks import check_trainer
 from lit_airlora.hparams import factory_from_hparam, from_hparam, store_hparams
@@ -104,6 +110,11 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             same model files, initial adapter, hyperparameters, validation batches, precision
             and library versions instead of validating again (single-process runs; see
             :mod:`lit_airlora.federated.round_zero_cache`). ``False``: always validate.
+        stacked_clients: Train the round's clients together: their j-th local steps run in one
+            forward/backward, each client's LoRA factors applied to its own rows (see
+            :mod:`lit_airlora.federated.stacked_round`); the same results as the clients in
+            turn, to float summation order. Single-process, plain causal-LM LoRA without
+            dropout; other options are refused before training.
     """
 
     #: Attributes ``configure_model`` creates; asking for one first builds the model.
@@ -132,6 +143,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         seed: int | None = None,
         zeroth_order: ZerothOrder | None = None,
         cache_round0_metrics: bool = True,
+        stacked_clients: bool = False,
     ) -> None:
         super().__init__()
         # Objects become builtins below (store_hparams): load_from_checkpoint needs nothing else.
@@ -186,6 +198,7 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             )
         self.cache_round0_metrics = cache_round0_metrics
         self._round_zero: RoundZeroEntry | None = None
+        self.stacked_round = _stacked_round(stacked_clients, self)
 
     # -- building the model (Lightning's configure_model, or on first use) ----------------------
     @property
@@ -230,6 +243,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.global_adapter = self.read_adapter()
         self.original_weights = self._original_weights()
         self.clients = ClientTrainer(self, *self._client_options)
+        if self.stacked_round is not None:
+            check_stacked_model(self)
         if self.zeroth_order is not None:
             trained = [p for f in self.lora_layers.values() for p in (f.lora_A, f.lora_B)]
             self.zeroth_order.bind(self.model, trained + list(self.head_parameters.values()))
@@ -307,10 +322,14 @@ class FederatedLoRAModule(LightningModule, StageDriver):
     def configure_optimizers(self):
         if self.zeroth_order is not None:
             return None  # zeroth-order updates keep no optimizer state
+        return self.build_optimizer(self._trainable)
+
+    def build_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        """The local optimizer over ``params`` (the trained tensors, in ``_trainable`` order)."""
         if self.optimizer_factory is not None:
-            return self.optimizer_factory(self._trainable)
+            return self.optimizer_factory(params)
         return torch.optim.AdamW(
-            self._trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
 
     @override
@@ -321,6 +340,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             self.task.check_data(datamodule)
         if stage == "fit":
             check_trainer(self.trainer)
+            if self.stacked_round is not None:
+                check_stacked_fit(self.trainer)
             # Round 0's plan (before Lightning sizes the epoch), for callbacks' checks at fit
             # start; every round publishes its own at its start.
             self.round_plan = self._plan_round()
@@ -344,6 +365,8 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         self.round_plan = self._plan_round()  # published before the callbacks' round start
         dispatch("on_round_start", self.trainer.callbacks, self.trainer, self, self.current_epoch)
         self.clients.start_round()  # after the policies: it records this round's global ranks
+        if self.stacked_round is not None:
+            self.stacked_round.start_round()
         if self.zeroth_order is not None:
             self.zeroth_order.start_round(self.round_plan.seed)
         self.round_metrics = {}
@@ -357,11 +380,16 @@ class FederatedLoRAModule(LightningModule, StageDriver):
             self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
         elif client is not None and self.zeroth_order is not None:
             loss = self._zeroth_order_step(batch)  # no optimizer step: counted below
+        elif client is not None and self.stacked_round is not None:
+            self.stacked_round.add(batch, client)  # trains at the round's last batch
+            self.clients.observe_batch(batch["input_ids"], batch.get("attention_mask"))
         elif client is not None:
             loss, stepped = self._local_step(batch, client)
         if not stepped:
             self._count_step_without_update()
         if batch_idx == plan.steps_this_rank - 1:
+            if self.stacked_round is not None and not self.skipping_round:
+                self.stacked_round.train()
             self._finish_round()
         return loss
 
@@ -675,8 +703,19 @@ class FederatedLoRAModule(LightningModule, StageDriver):
         """Training stopped inside a round: its clients' work is dropped, the global stays."""
         self.rank_masks.set_ranks(self.clients.global_ranks, truncate="none")
         self.clients.start_round()
+        if self.stacked_round is not None:
+            self.stacked_round.start_round()
         load_adapter_tensors(self.lora_layers, self.global_adapter)
         rank_zero_warn(f"Training stopped inside round {self.current_epoch}; the round is dropped.")
+
+
+def _stacked_round(stacked_clients: bool, module) -> StackedRound | None:
+    if not isinstance(stacked_clients, bool):
+        raise TypeError(f"`stacked_clients` ({stacked_clients!r}) must be true or false.")
+    if not stacked_clients:
+        return None
+    check_stacked_module(module)
+    return StackedRound(module)
 
 
 def _check_zeroth_order(zeroth_order: ZerothOrder | None, module) -> ZerothOrder | None:

@@ -135,6 +135,10 @@ def _ckpt(tmp_path, kind: str) -> str:
         (["--model.init_args.learning_rate=fast"], "learning_rate"),
         (["--model.init_args.lora.max_rank=true"], "max_rank"),
         (["--data.init_args.seq_len=0"], "seq_len"),
+        (
+            ["--model.init_args.stacked_clients=true", "--model.init_args.lora.dropout=0.1"],
+            "stacked_clients",
+        ),
         (["--config=/no/such/config.yaml"], "--config"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[0].split("=")[0].rsplit(".", 1)[-1],

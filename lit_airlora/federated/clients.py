@@ -64,10 +64,20 @@ class ClientTrainer:
         start = module.aggregator.client_start(client_id, module.global_adapter)
         module.load_adapter(start)
         module.rank_masks.set_ranks(self.client_rank_map(client_id), truncate="none")
-        optimizer = module.optimizers().optimizer
+        self.restore_optimizer_state(client_id, module.optimizers().optimizer)
+
+    def restore_optimizer_state(self, client_id: int, optimizer: torch.optim.Optimizer) -> None:
+        """Clear ``optimizer``'s state, then load ``client_id``'s kept state (when kept)."""
         optimizer.state.clear()
         if self.keep_optimizer_state and client_id in self.optimizer_states:
             _load_optimizer_state(optimizer, self.optimizer_states[client_id])
+
+    def finish_client(self, client_id: int, weight: float, optimizer: torch.optim.Optimizer):
+        """Leave the upload of ``client_id``, trained outside ``switch_to`` (stacked clients):
+        the live model holds its adapter and its ranks, ``optimizer`` its optimizer state."""
+        self.client, self.weight = client_id, weight
+        self._finish_client(optimizer)
+        self.client = None
 
     def client_rank_map(self, client_id: int) -> dict[str, int]:
         cap = self.client_ranks[client_id % len(self.client_ranks)] if self.client_ranks else None
@@ -107,7 +117,7 @@ class ClientTrainer:
         self.client = None
         return self.uploads
 
-    def _finish_client(self) -> None:
+    def _finish_client(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         module = self.module
         ranks = dict(module.rank_masks.ranks)
         local = module.read_adapter()
@@ -120,7 +130,8 @@ class ClientTrainer:
         upload = module.aggregator.client_upload(upload, local, module.global_adapter)
         self.uploads.append(upload)
         if self.keep_optimizer_state:
-            self.optimizer_states[self.client] = _optimizer_state(module.optimizers().optimizer)
+            optimizer = optimizer or module.optimizers().optimizer
+            self.optimizer_states[self.client] = _optimizer_state(optimizer)
 
     def state_dict(self) -> dict:
         return {
