@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_airlora.lora.layers import LoraFactors
 from lit_airlora.lora.masks import rank_scale
 from lit_airlora.lora.stacked import StackedFactors, routed_lora
-from lit_airlora.tasks.causal_lm import next_token_loss
 
 
 class ClientStep(NamedTuple):
@@ -126,11 +125,7 @@ class ClientStack:
         inputs = {k: torch.cat([b[k] for b in batches]) for k in ("input_ids", "attention_mask")}
         with routed_lora(self.layers, factors, rows):
             logits = self.model(**inputs).logits  # (N, T, V), N = sum(rows)
-        bounds = [0, *itertools.accumulate(rows)]
-        return [
-            next_token_loss(logits[bounds[i] : bounds[i + 1]], batch["labels"])
-            for i, batch in enumerate(batches)
-        ]
+        return per_client_next_token_loss(logits, torch.cat([b["labels"] for b in batches]), rows)
 
     def _stacked_factors(self, active: list[int]) -> dict[str, StackedFactors]:
         stacked = {}
@@ -153,3 +148,30 @@ class ClientStack:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return finite
+
+
+def per_client_next_token_loss(logits: Tensor, labels: Tensor, rows: Sequence[int]) -> list[Tensor]:
+    """Each client's mean cross-entropy of ``logits[:, t]`` against ``labels[:, t + 1]`` (-100
+    ignored): :func:`~lit_airlora.tasks.causal_lm.next_token_loss` of its rows, summed in
+    another order.
+
+    One cross-entropy over all rows, on the contiguous logits (targets shifted instead of logits
+    sliced): slicing rows or positions out of the stacked logits would make every slice's
+    backward fill a zero gradient as large as all the logits.
+
+    Args:
+        logits: ``[N, T, V]``, the stacked clients' rows (any floating dtype; float32 loss).
+        labels: ``[N, T]``, int64, -100 where not scored.
+        rows: Rows of each client, in order (they sum to ``N``).
+    """
+    targets = torch.full_like(labels, -100)
+    targets[:, :-1] = labels[:, 1:]  # (N, T): the token each position predicts
+    flat = logits.reshape(-1, logits.shape[-1]).float()  # (N*T, V), a view when contiguous
+    token_loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
+    scored = targets != -100
+    return [
+        loss.sum() / mask.sum()
+        for loss, mask in zip(
+            token_loss.view_as(labels).split(rows), scored.split(rows), strict=True
+        )
+    ]
