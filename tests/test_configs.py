@@ -10,7 +10,7 @@ from tests.config_helpers import build_cli as _build
 
 #: System files that change how clients train or the server aggregates (optimizer, local steps,
 #: aggregator), not only callbacks.
-TRAINING_VARIANTS = ("fedsgd.yaml", "pairzero_fo_sgd.yaml", "flora.yaml")
+TRAINING_VARIANTS = ("fedsgd.yaml", "pairzero_fo_sgd.yaml", "flora.yaml", "stacked_clients.yaml")
 
 
 #: Split-learning systems need a block per tier: the 4-block tiny model and cuts that fit it.
